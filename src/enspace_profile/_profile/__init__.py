@@ -1,0 +1,1 @@
+"""Private implementation package; import public names from `enspace_profile`."""
