@@ -1,0 +1,1 @@
+"""Storage adapters: :mod:`.memory` and :mod:`.sqlite`; more behind extras."""
