@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
-__all__ = ["AuditEvent", "FieldChange", "JSONValue"]
+__all__ = ["AuditEvent", "FieldChange", "JSONValue", "Notifier", "deliver"]
+
+logger = logging.getLogger("enspace_profile")
 
 #: A value that survives a JSON round trip unchanged.
 JSONValue = str | int | float | bool | None | list[Any] | dict[str, Any]
@@ -56,3 +59,26 @@ class AuditEvent:
     def changed_fields(self) -> tuple[str, ...]:
         """The names of the fields this event changed, in order."""
         return tuple(c.field for c in self.changes)
+
+
+class Notifier(Protocol):
+    """Receives audit events after their transaction committed (e.g. to send an email).
+
+    Called once per event, in order, on the thread that made the change. An exception
+    it raises is logged and swallowed: the change has already happened.
+    """
+
+    def __call__(self, event: AuditEvent, /) -> None:
+        """Handle one committed event."""
+        ...
+
+
+def deliver(notifier: Notifier | None, events: Iterable[AuditEvent]) -> None:
+    """Hand committed ``events`` to ``notifier``; a failing notifier never undoes anything."""
+    if notifier is None:
+        return
+    for event in events:
+        try:
+            notifier(event)
+        except Exception:
+            logger.exception("notifier failed for event %s (%s)", event.id, event.kind)

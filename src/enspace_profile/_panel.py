@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Self
 
+from enspace_profile._audit import Notifier
 from enspace_profile._clock import Clock, SystemClock
 from enspace_profile._profile.domain import ProfileRules
 from enspace_profile._profile.locales import LocaleCatalog
@@ -35,6 +36,7 @@ class UserPanel:
         pictures: Limits for profile pictures.
         clock: Source of time (inject a ``FixedClock`` in tests).
         rng: Source of randomness (the OS CSPRNG by default).
+        notifier: Called with each audit event after it committed (emails, webhooks).
 
     Attributes:
         profile: The Profile tab (:class:`~enspace_profile.ProfileService`).
@@ -55,6 +57,7 @@ class UserPanel:
         pictures: PicturePolicy | None = None,
         clock: Clock | None = None,
         rng: RandomSource | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.storage = storage
         self.clock: Clock = clock or SystemClock()
@@ -71,7 +74,10 @@ class UserPanel:
             themes=self.themes,
             pictures=pictures,
         )
-        self.profile = ProfileService(storage=storage, rules=rules, clock=self.clock, rng=self.rng)
+        self.notifier = notifier
+        self.profile = ProfileService(
+            storage=storage, rules=rules, clock=self.clock, rng=self.rng, notifier=notifier
+        )
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], **options: object) -> Self:

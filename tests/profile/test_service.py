@@ -218,3 +218,27 @@ class _NoBlobsStorage:
 
     def close(self) -> None:
         self._inner.close()
+
+
+class TestNotifier:
+    def test_notifier_gets_committed_events(self, storage: Storage, clock: FixedClock) -> None:
+        """The host's notifier receives each event after its Save committed."""
+        seen: list[str] = []
+        panel = UserPanel(storage=storage, clock=clock, notifier=lambda e: seen.append(e.kind))
+        panel.profile.create("u1", first_name="Ada")
+        panel.profile.save("u1", {"first_name": "Eve"}, version=1)
+        assert seen == ["profile.created", "profile.updated"]
+
+    def test_failing_notifier_does_not_undo_the_save(
+        self, storage: Storage, clock: FixedClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A notifier that raises is logged; the change stays."""
+
+        def broken(event: object) -> None:
+            raise RuntimeError("mail server down")
+
+        panel = UserPanel(storage=storage, clock=clock, notifier=broken)
+        panel.profile.create("u1", first_name="Ada")
+        saved = panel.profile.save("u1", {"first_name": "Eve"}, version=1)
+        assert panel.profile.get("u1") == saved
+        assert "notifier failed" in caplog.text

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from enspace_profile._audit import AuditEvent, FieldChange
+from enspace_profile._audit import AuditEvent, FieldChange, Notifier, deliver
 from enspace_profile._clock import Clock
 from enspace_profile._profile.domain import (
     Keep,
@@ -43,12 +43,14 @@ class ProfileService:
         rules: What a valid profile is (names, languages, themes, pictures).
         clock: Source of the current time.
         rng: Source of randomness (event ids).
+        notifier: Receives each audit event after its transaction committed.
     """
 
     storage: Storage
     rules: ProfileRules
     clock: Clock
     rng: RandomSource
+    notifier: Notifier | None = None
 
     def create(
         self,
@@ -120,6 +122,7 @@ class ProfileService:
         with self.storage.transaction() as tx:
             tx.profiles.add(profile)
             tx.audit.append(event)
+        deliver(self.notifier, [event])
         return profile
 
     def get(self, user_id: str) -> Profile:
@@ -177,17 +180,17 @@ class ProfileService:
             tx.profiles.update(updated, expected_version=version)
             if updated.picture != current.picture:
                 self._swap_picture(tx, current.picture, edit)
-            tx.audit.append(
-                AuditEvent(
-                    id=new_id(self.rng),
-                    user_id=user_id,
-                    kind=PROFILE_UPDATED,
-                    at=updated.updated_at,
-                    actor=actor,
-                    version=updated.version,
-                    changes=field_changes,
-                ),
+            event = AuditEvent(
+                id=new_id(self.rng),
+                user_id=user_id,
+                kind=PROFILE_UPDATED,
+                at=updated.updated_at,
+                actor=actor,
+                version=updated.version,
+                changes=field_changes,
             )
+            tx.audit.append(event)
+        deliver(self.notifier, [event])
         return updated
 
     def history(self, user_id: str, *, limit: int | None = None) -> Sequence[AuditEvent]:
