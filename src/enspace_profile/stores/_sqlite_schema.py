@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["MIGRATIONS", "Migration", "latest_version"]
+__all__ = ["MIGRATIONS", "Migration", "latest_version", "ordered"]
 
 
 @attrs.frozen
@@ -70,6 +70,16 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+def ordered() -> tuple[Migration, ...]:
+    """Return the migrations sorted by version, refusing duplicates or gaps."""
+    result = tuple(sorted(MIGRATIONS, key=lambda m: m.version))
+    versions = [m.version for m in result]
+    if versions != list(range(1, len(result) + 1)):
+        msg = f"migration versions must be 1..N without gaps or duplicates, got {versions}"
+        raise RuntimeError(msg)
+    return result
+
+
 def latest_version() -> int:
     """Return the schema version this library writes."""
-    return MIGRATIONS[-1].version
+    return len(MIGRATIONS)

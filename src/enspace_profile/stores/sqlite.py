@@ -30,7 +30,7 @@ from typing import Self
 from enspace_profile.exceptions import SchemaVersionError, StorageError
 from enspace_profile.stores._sqlite_base import translate
 from enspace_profile.stores._sqlite_profiles import SQLiteAudit, SQLiteBlobs, SQLiteProfiles
-from enspace_profile.stores._sqlite_schema import MIGRATIONS, latest_version
+from enspace_profile.stores._sqlite_schema import latest_version, ordered
 
 __all__ = ["MINIMUM_SQLITE_VERSION", "SQLiteStorage", "SQLiteTransaction"]
 
@@ -206,7 +206,7 @@ class SQLiteStorage:
         with lock, self._run(self._connection(), write=True) as tx:
             found = tx.connection.execute("PRAGMA user_version").fetchone()[0]
             _refuse_newer_schema(self._path, found)
-            for migration in MIGRATIONS:
+            for migration in ordered():
                 if migration.version > found:
                     for statement in migration.statements:
                         tx.connection.execute(statement)
