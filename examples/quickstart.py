@@ -54,6 +54,25 @@ def main(path: Path) -> None:
                 f"changed meanwhile: {', '.join(exc.changed_fields)}"
             )
 
+        # Language: negotiate a default from the browser, list what the menu offers.
+        print("negotiated from 'es-MX,es;q=0.9':", panel.locales.negotiate("es-MX,es;q=0.9"))
+        print(
+            "languages:", ", ".join(lang.native_name for lang in panel.locales.languages[:6]), "..."
+        )
+
+        # Themes: what to render for the user's day/night preference.
+        current = panel.profile.get("user-42")
+        for scheme in ("light", "dark"):
+            theme = panel.themes.resolve(current.theme, scheme)
+            print(f"system {scheme}: render {theme.id!r} (background {theme.tokens.background})")
+
+        # Avatar: no picture yet, so the initials on a stable, readable colour.
+        avatar = panel.profile.avatar("user-42")
+        print(
+            f"avatar {avatar.initials!r} on {avatar.background}: "
+            f"{len(avatar.render_svg(64))} bytes of SVG"
+        )
+
         print("history:")
         for event in panel.profile.history("user-42"):
             changes = "; ".join(f"{c.field}: {c.old!r} -> {c.new!r}" for c in event.changes)

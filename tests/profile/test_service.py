@@ -14,7 +14,7 @@ from enspace_profile import (
     UserPanel,
     ValidationError,
 )
-from enspace_profile.exceptions import AlreadyExistsError
+from enspace_profile.exceptions import AlreadyExistsError, CapabilityError
 from enspace_profile.typing import Storage
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -242,3 +242,115 @@ class TestNotifier:
         saved = panel.profile.save("u1", {"first_name": "Eve"}, version=1)
         assert panel.profile.get("u1") == saved
         assert "notifier failed" in caplog.text
+
+
+def _png(color: tuple[int, int, int], *, exif_gps: bool = False) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (64, 64), color)
+    out = io.BytesIO()
+    if exif_gps:
+        exif = Image.Exif()
+        exif[0x8825] = {2: (48.0, 51.0, 30.0), 1: "N"}  # GPSInfo
+        exif[0x010F] = "SecretCam"  # Make
+        image.save(out, "PNG", exif=exif)
+    else:
+        image.save(out, "PNG")
+    return out.getvalue()
+
+
+class TestPicture:
+    def test_upload_strips_metadata_and_references_the_blob(self, panel: UserPanel) -> None:
+        """A saved picture is stored without EXIF and referenced by its SHA-256."""
+        import hashlib
+
+        panel.profile.create("u1", first_name="Ada")
+        raw = _png((200, 10, 10), exif_gps=True)
+        assert b"SecretCam" in raw
+        saved = panel.profile.save("u1", {"picture": raw}, version=1)
+        assert saved.picture is not None
+        blob = panel.profile.picture("u1")
+        assert blob is not None
+        assert b"SecretCam" not in blob.data
+        assert hashlib.sha256(blob.data).hexdigest() == saved.picture.sha256
+        assert (saved.picture.media_type, saved.picture.width) == ("image/png", 64)
+        change = panel.profile.history("u1")[-1].changes[0]
+        assert (change.field, change.old, change.new) == ("picture", None, saved.picture.sha256)
+
+    def test_replacing_and_removing_leave_no_orphan(self, panel: UserPanel) -> None:
+        """Replacing a picture releases the old blob; removing releases the last one."""
+        panel.profile.create("u1", first_name="Ada")
+        first = panel.profile.save("u1", {"picture": _png((1, 2, 3))}, version=1)
+        second = panel.profile.save("u1", {"picture": _png((4, 5, 6))}, version=2)
+        assert first.picture is not None
+        assert second.picture is not None
+        with panel.storage.transaction(write=False) as tx:
+            assert tx.blobs.get(first.picture.sha256) is None  # type: ignore[attr-defined]
+            assert tx.blobs.references(second.picture.sha256) == 1  # type: ignore[attr-defined]
+        cleared = panel.profile.save("u1", {"picture": None}, version=3)
+        assert cleared.picture is None
+        assert panel.profile.picture("u1") is None
+        with panel.storage.transaction(write=False) as tx:
+            assert tx.blobs.get(second.picture.sha256) is None  # type: ignore[attr-defined]
+
+    def test_same_picture_for_two_users_is_stored_once(self, panel: UserPanel) -> None:
+        """Identical uploads share one blob, which outlives the first user's removal."""
+        data = _png((9, 9, 9))
+        for uid in ("a", "b"):
+            panel.profile.create(uid, first_name="X")
+            panel.profile.save(uid, {"picture": data}, version=1)
+        sha = panel.profile.get("a").picture.sha256  # type: ignore[union-attr]
+        with panel.storage.transaction(write=False) as tx:
+            assert tx.blobs.references(sha) == 2  # type: ignore[attr-defined]
+        panel.profile.save("a", {"picture": None}, version=2)
+        blob = panel.profile.picture("b")
+        assert blob is not None
+        assert blob.sha256 == sha
+
+    @pytest.mark.parametrize(
+        ("data", "code"),
+        [
+            (
+                b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+                "picture.unsupported_type",
+            ),
+            (b"\x89PNG\r\n\x1a\n\x00\x00", "picture.truncated"),
+            ("not bytes", "picture.invalid_type"),
+        ],
+    )
+    def test_bad_picture_is_refused(self, panel: UserPanel, data: object, code: str) -> None:
+        """SVG, truncated files and non-bytes are refused with a stable code."""
+        panel.profile.create("u1", first_name="Ada")
+        with pytest.raises(ValidationError) as info:
+            panel.profile.save("u1", {"picture": data}, version=1)
+        assert code in info.value.codes
+        assert panel.profile.get("u1").version == 1
+
+    def test_storage_without_blobs_refuses_and_changes_nothing(self, clock: FixedClock) -> None:
+        """A third-party storage lacking blobs gets CapabilityError; the Save is rolled back."""
+        panel = UserPanel(storage=_NoBlobsStorage(), clock=clock)  # type: ignore[arg-type]
+        panel.profile.create("u1", first_name="Ada")
+        with pytest.raises(CapabilityError) as info:
+            panel.profile.save("u1", {"picture": _png((1, 1, 1)), "first_name": "Eve"}, version=1)
+        assert info.value.capability == "blobs"
+        stored = panel.profile.get("u1")
+        assert (stored.first_name, stored.version, stored.picture) == ("Ada", 1, None)
+
+
+class TestAvatar:
+    def test_avatar_follows_name_and_keeps_colour(self, panel: UserPanel) -> None:
+        """The avatar shows current initials; its colour depends only on the user id."""
+        panel.profile.create("u1", first_name="Ada", last_name="Lovelace")
+        before = panel.profile.avatar("u1")
+        panel.profile.save("u1", {"first_name": "Grace", "last_name": "Hopper"}, version=1)
+        after = panel.profile.avatar("u1")
+        assert (before.initials, after.initials) == ("AL", "GH")
+        assert before.background == after.background
+        assert "GH" in after.render_svg(48)
+
+    def test_avatar_of_unknown_user(self, panel: UserPanel) -> None:
+        """Asking for the avatar of an unknown user raises NotFoundError."""
+        with pytest.raises(NotFoundError):
+            panel.profile.avatar("ghost")

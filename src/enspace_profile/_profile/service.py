@@ -8,6 +8,7 @@ import attrs
 
 from enspace_profile._audit import AuditEvent, FieldChange, Notifier, deliver
 from enspace_profile._clock import Clock
+from enspace_profile._profile.avatar import Avatar, avatar_for
 from enspace_profile._profile.domain import (
     Keep,
     PictureRef,
@@ -229,6 +230,18 @@ class ProfileService:
             blobs.acquire(Blob(sha256=new.sha256, media_type=new.info.media_type, data=new.data))
         if old is not None:
             blobs.release(old.sha256)
+
+    def avatar(self, user_id: str) -> Avatar:
+        """Return the initials avatar shown when the user has no picture.
+
+        Its colour is derived from the user id (stable across renames); its text from
+        the current name. ``avatar.render_svg(size)`` gives a safe, self-contained SVG.
+
+        Raises:
+            NotFoundError: if the user has no profile.
+        """
+        profile = self.get(user_id)
+        return avatar_for(user_id, profile.initials)
 
     def picture(self, user_id: str) -> Blob | None:
         """Return the user's picture bytes (metadata already stripped), or ``None``.
