@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from enspace_profile import UserPanel
-from enspace_profile.stores._sqlite_base import dump_json, to_iso
+from enspace_profile.stores._sqlite_base import to_iso
 
 
 def median_us(fn: Callable[[], object], rounds: int) -> float:
@@ -46,11 +46,10 @@ def populate(path: Path, count: int) -> None:
     UserPanel.open(path).close()
     conn = sqlite3.connect(path)
     now = to_iso(datetime(2026, 1, 1, tzinfo=UTC))
-    theme = dump_json({"mode": "single", "day": "light", "night": None})
     conn.executemany(
-        "INSERT INTO profiles (user_id, first_name, last_name, language, theme, created_at, "
-        "updated_at, version) VALUES (?, ?, ?, 'en', ?, ?, ?, 1)",
-        ((f"user-{i}", f"First{i}", f"Last{i}", theme, now, now) for i in range(count)),
+        "INSERT INTO profiles (user_id, first_name, last_name, language, theme_mode, theme_day, "
+        "created_at, updated_at, version) VALUES (?, ?, ?, 'en', 'single', 'light', ?, ?, 1)",
+        ((f"user-{i}", f"First{i}", f"Last{i}", now, now) for i in range(count)),
     )
     conn.commit()
     conn.close()
@@ -93,9 +92,9 @@ def main() -> None:
         ours_load = median_us(lambda: panel.profile.get(next(it)), args.rounds)
 
         select = (
-            "SELECT user_id, first_name, last_name, language, theme, picture_sha256, "
-            "picture_media_type, picture_width, picture_height, picture_size, created_at, "
-            "updated_at, version FROM profiles WHERE user_id = ?"
+            "SELECT user_id, first_name, last_name, language, theme_mode, theme_day, "
+            "theme_night, picture_sha256, picture_media_type, picture_width, picture_height, "
+            "picture_size, created_at, updated_at, version FROM profiles WHERE user_id = ?"
         )
 
         def raw_load() -> None:
@@ -120,7 +119,8 @@ def main() -> None:
         ours_save_us = median_us(ours_save, args.rounds)
 
         update = (
-            "UPDATE profiles SET first_name = ?, last_name = ?, language = ?, theme = ?, "
+            "UPDATE profiles SET first_name = ?, last_name = ?, language = ?, "
+            "theme_mode = ?, theme_day = ?, theme_night = ?, "
             "picture_sha256 = ?, picture_media_type = ?, picture_width = ?, picture_height = ?, "
             "picture_size = ?, updated_at = ?, version = ? WHERE user_id = ? AND version = ?"
         )
@@ -137,21 +137,7 @@ def main() -> None:
             now = to_iso(datetime.now(UTC))
             raw.execute(
                 update,
-                (
-                    f"Raw{n}",
-                    row[2],
-                    row[3],
-                    row[4],
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    now,
-                    row[12] + 1,
-                    uid,
-                    row[12],
-                ),
+                (f"Raw{n}", *row[2:12], now, row[14] + 1, uid, row[14]),
             )
             raw.execute(
                 insert,
@@ -162,7 +148,7 @@ def main() -> None:
                     now,
                     None,
                     None,
-                    row[12] + 1,
+                    row[14] + 1,
                     json.dumps([["first_name", row[1], f"Raw{n}"]]),
                     "{}",
                 ),

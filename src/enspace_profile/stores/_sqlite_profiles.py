@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from enspace_profile._audit import AuditEvent, FieldChange
-from enspace_profile._profile.domain import PictureRef, Profile, theme_json
+from enspace_profile._profile.domain import PictureRef, Profile
 from enspace_profile._profile.themes import ThemeMode, ThemePreference
 from enspace_profile.exceptions import AlreadyExistsError, ConflictError, NotFoundError
 from enspace_profile.stores._sqlite_base import Repo, dump_json, from_iso, load_json, to_iso
@@ -16,39 +17,48 @@ from enspace_profile.typing import Blob
 __all__ = ["SQLiteAudit", "SQLiteBlobs", "SQLiteProfiles"]
 
 _PROFILE_COLUMNS = (
-    "user_id, first_name, last_name, language, theme, picture_sha256, picture_media_type, "
-    "picture_width, picture_height, picture_size, created_at, updated_at, version"
+    "user_id, first_name, last_name, language, theme_mode, theme_day, theme_night, "
+    "picture_sha256, picture_media_type, picture_width, picture_height, picture_size, "
+    "created_at, updated_at, version"
 )
 _SELECT_PROFILE = f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE user_id = ?"  # noqa: S608 - constant
-_INSERT_PROFILE = f"INSERT INTO profiles ({_PROFILE_COLUMNS}) VALUES ({', '.join('?' * 13)})"  # noqa: S608
+_INSERT_PROFILE = f"INSERT INTO profiles ({_PROFILE_COLUMNS}) VALUES ({', '.join('?' * 15)})"  # noqa: S608
 _UPDATE_PROFILE = (
-    "UPDATE profiles SET first_name = ?, last_name = ?, language = ?, theme = ?, "
+    "UPDATE profiles SET first_name = ?, last_name = ?, language = ?, "
+    "theme_mode = ?, theme_day = ?, theme_night = ?, "
     "picture_sha256 = ?, picture_media_type = ?, picture_width = ?, picture_height = ?, "
     "picture_size = ?, updated_at = ?, version = ? WHERE user_id = ? AND version = ?"
 )
 
 
+@functools.lru_cache(maxsize=512)
+def _theme(mode: str, day: str, night: str | None) -> ThemePreference:
+    """Rebuild a stored preference; immutable, so equal rows share one object."""
+    return ThemePreference(mode=ThemeMode(mode), day=day, night=night)
+
+
 def profile_from_row(row: Sequence[Any]) -> Profile:
     """Build a :class:`Profile` from a ``profiles`` row (columns as ``_PROFILE_COLUMNS``)."""
-    theme = load_json(row[4])
     picture = None
-    if row[5] is not None:
+    if row[7] is not None:
         picture = PictureRef(
-            sha256=row[5], media_type=row[6], width=row[7], height=row[8], size=row[9]
+            sha256=row[7], media_type=row[8], width=row[9], height=row[10], size=row[11]
         )
     return Profile(
         user_id=row[0],
         first_name=row[1],
         last_name=row[2],
         language=row[3],
-        theme=ThemePreference(
-            mode=ThemeMode(theme["mode"]), day=theme["day"], night=theme["night"]
-        ),
+        theme=_theme(row[4], row[5], row[6]),
         picture=picture,
-        created_at=from_iso(row[10]),
-        updated_at=from_iso(row[11]),
-        version=row[12],
+        created_at=from_iso(row[12]),
+        updated_at=from_iso(row[13]),
+        version=row[14],
     )
+
+
+def _theme_columns(theme: ThemePreference) -> tuple[str, str, str | None]:
+    return (theme.mode.value, theme.day, theme.night)
 
 
 def _picture_columns(picture: PictureRef | None) -> tuple[Any, ...]:
@@ -77,7 +87,7 @@ class SQLiteProfiles(Repo):
                     p.first_name,
                     p.last_name,
                     p.language,
-                    dump_json(theme_json(p.theme)),
+                    *_theme_columns(p.theme),
                     *_picture_columns(p.picture),
                     to_iso(p.created_at),
                     to_iso(p.updated_at),
@@ -96,7 +106,7 @@ class SQLiteProfiles(Repo):
                 p.first_name,
                 p.last_name,
                 p.language,
-                dump_json(theme_json(p.theme)),
+                *_theme_columns(p.theme),
                 *_picture_columns(p.picture),
                 to_iso(p.updated_at),
                 p.version,
