@@ -6,9 +6,9 @@ it returns.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from datetime import datetime
-import enum
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -27,9 +27,9 @@ __all__ = [
     "EDITABLE_FIELDS",
     "KEEP",
     "Keep",
-    "ProfileEdit",
     "PictureRef",
     "Profile",
+    "ProfileEdit",
     "ProfileRules",
     "validate_user_id",
 ]
@@ -152,12 +152,12 @@ class ProfileEdit:
     """
 
     first_name: str | Keep = KEEP
-    last_name: str | None | Keep = KEEP
+    last_name: str | Keep | None = KEEP
     language: str | Keep = KEEP
     theme: ThemePreference | Keep = KEEP
-    picture: PreparedPicture | None | Keep = KEEP
+    picture: PreparedPicture | Keep | None = KEEP
 
-    def picture_ref(self) -> PictureRef | None | Keep:
+    def picture_ref(self) -> PictureRef | Keep | None:
         """The reference the profile will hold for the new picture (or ``None``/``KEEP``)."""
         if self.picture is None or isinstance(self.picture, Keep):
             return self.picture
@@ -170,7 +170,9 @@ class ProfileEdit:
             size=len(self.picture.data),
         )
 
-    def apply_to(self, profile: Profile, *, now: datetime) -> tuple[Profile, tuple[FieldChange, ...]]:
+    def apply_to(
+        self, profile: Profile, *, now: datetime
+    ) -> tuple[Profile, tuple[FieldChange, ...]]:
         """Return the profile after this edit and the field changes it makes.
 
         Fields whose new value equals the stored one are not changes. With no change,
@@ -191,7 +193,9 @@ class ProfileEdit:
             if new is KEEP or new == old:
                 continue
             updates[name] = new
-            changes.append(FieldChange(field=name, old=audit_value(name, old), new=audit_value(name, new)))
+            changes.append(
+                FieldChange(field=name, old=audit_value(name, old), new=audit_value(name, new))
+            )
         if not changes:
             return profile, ()
         updated = attrs.evolve(profile, **updates, updated_at=now, version=profile.version + 1)
