@@ -78,6 +78,12 @@ def main(path: Path) -> None:
             changes = "; ".join(f"{c.field}: {c.old!r} -> {c.new!r}" for c in event.changes)
             print(f"  v{event.version} {event.kind} at {event.at:%H:%M:%S} {changes}")
 
+        # The tab bar for this user: every tab with its status (and why, if not available).
+        print("tabs:")
+        for tab in panel.tabs.for_user("user-42"):
+            note = tab.reason or tab.notice
+            print(f"  {tab.label:<13} {tab.status:<12} {note.text if note else ''}".rstrip())
+
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:

@@ -8,9 +8,22 @@ from enspace_profile.stores.sqlite import SQLiteStorage, SQLiteTransaction
 from enspace_profile.typing import (
     AuditLog,
     BlobRepository,
+    CredentialRepository,
+    IntegrationRepository,
+    LabRepository,
     ProfileRepository,
+    SessionRepository,
     Storage,
     SupportsBlobs,
+    SupportsCredentials,
+    SupportsIntegrations,
+    SupportsLab,
+    SupportsSessions,
+    SupportsThrottle,
+    SupportsTokenLookup,
+    SupportsTokens,
+    ThrottleRepository,
+    TokenRepository,
     Transaction,
 )
 
@@ -33,3 +46,61 @@ def sqlite(storage: SQLiteStorage, tx: SQLiteTransaction) -> None:
     a: AuditLog = tx.audit
     r: BlobRepository = tx.blobs
     del s, t, b, p, a, r
+
+
+def memory_security(tx: MemoryTransaction) -> None:
+    c: SupportsCredentials = tx
+    t: SupportsThrottle = tx
+    s: SupportsSessions = tx
+    cr: CredentialRepository = tx.credentials
+    tr: ThrottleRepository = tx.throttle
+    sr: SessionRepository = tx.sessions
+    del c, t, s, cr, tr, sr
+
+
+def sqlite_security(tx: SQLiteTransaction) -> None:
+    c: SupportsCredentials = tx
+    t: SupportsThrottle = tx
+    s: SupportsSessions = tx
+    cr: CredentialRepository = tx.credentials
+    tr: ThrottleRepository = tx.throttle
+    sr: SessionRepository = tx.sessions
+    del c, t, s, cr, tr, sr
+
+
+def memory_lab(tx: MemoryTransaction) -> None:
+    s: SupportsLab = tx
+    r: LabRepository = tx.lab
+    del s, r
+
+
+def sqlite_lab(tx: SQLiteTransaction) -> None:
+    s: SupportsLab = tx
+    r: LabRepository = tx.lab
+    del s, r
+
+
+def memory_integrations(tx: MemoryTransaction) -> None:
+    s: SupportsIntegrations = tx
+    r: IntegrationRepository = tx.integrations
+    del s, r
+
+
+def sqlite_integrations(tx: SQLiteTransaction) -> None:
+    s: SupportsIntegrations = tx
+    r: IntegrationRepository = tx.integrations
+    del s, r
+
+
+def memory_tokens(storage: MemoryStorage, tx: MemoryTransaction) -> None:
+    s: SupportsTokens = tx
+    r: TokenRepository = tx.tokens
+    lookup: SupportsTokenLookup = storage
+    del s, r, lookup
+
+
+def sqlite_tokens(storage: SQLiteStorage, tx: SQLiteTransaction) -> None:
+    s: SupportsTokens = tx
+    r: TokenRepository = tx.tokens
+    lookup: SupportsTokenLookup = storage
+    del s, r, lookup

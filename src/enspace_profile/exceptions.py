@@ -20,6 +20,7 @@ import attrs
 __all__ = [
     "AlreadyExistsError",
     "CapabilityError",
+    "ConfigurationError",
     "ConflictError",
     "EnspaceProfileError",
     "ExpiredTokenError",
@@ -228,6 +229,24 @@ class CapabilityError(EnspaceProfileError):
             f"{type(storage).__name__} does not provide the {capability!r} repository; "
             "implement the corresponding Protocol from enspace_profile.typing",
         )
+
+
+class ConfigurationError(EnspaceProfileError):
+    """Raised when a feature is used but the panel lacks the option it needs (e.g. a key ring).
+
+    The panel still constructs without it; only the feature that needs it fails.
+
+    Attributes:
+        option: The :class:`~enspace_profile.UserPanel` option to set (``"key_ring"``).
+        feature: What needed it (``"encrypting integration credentials"``).
+    """
+
+    code = "configuration.missing_option"
+
+    def __init__(self, *, option: str, feature: str) -> None:
+        self.option = option
+        self.feature = feature
+        super().__init__(f"{feature} needs UserPanel({option}=...), which is not configured")
 
 
 class MissingExtraError(EnspaceProfileError, ImportError):

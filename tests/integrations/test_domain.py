@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enspace_profile._clock import FixedClock
+from enspace_profile._crypto.keyring import KeyRing
 from enspace_profile._integrations.domain import (
     Connection,
     ConnectionStatus,
@@ -21,6 +22,7 @@ from enspace_profile._integrations.domain import (
     Provider,
     ProviderCatalog,
     ProviderKind,
+    SealedCredentials,
     credentials_aad,
     credentials_from_bytes,
     credentials_to_bytes,
@@ -574,6 +576,8 @@ class TestLastSignInMethodPolicy:
             ("linear", [], 0, True),
             # The provider was removed from the catalog: not a sign-in method.
             ("gitlab", [], 0, True),
+            # A revoked connection cannot sign anyone in: always allowed.
+            ("github-revoked", [], 0, True),
         ],
     )
     def test_rules(
@@ -585,7 +589,10 @@ class TestLastSignInMethodPolicy:
         allowed: bool,
     ) -> None:
         """Removal is refused only when it would leave the user no way to sign in."""
-        conn = connection(provider=removed)
+        if removed == "github-revoked":
+            conn = connection(status=ConnectionStatus.REVOKED)
+        else:
+            conn = connection(provider=removed)
         other_connections = [conn] + [
             connection(o[0], provider=o[1], status=o[2], user=o[3] if len(o) > 3 else "u1")
             for o in others
@@ -612,3 +619,143 @@ class TestLastSignInMethodPolicy:
                 connection(), other_connections=[], catalog=catalog, other_sign_in_methods=count
             )  # type: ignore[arg-type]
         assert info.value.codes == ("other_sign_in_methods.invalid",)
+
+
+class TestProviderCredentials:
+    def test_client_id_only_for_oauth2(self) -> None:
+        """An OAuth 2 provider may carry its public client id; other kinds may not."""
+        assert oauth_provider(client_id="Iv1.abc").client_id == "Iv1.abc"
+        with pytest.raises(ValidationError) as info:
+            Provider(key="linear", name="Linear", kind=ProviderKind.API_KEY, client_id="x")
+        assert info.value.codes == ("client_id.not_oauth2",)
+        with pytest.raises(ValidationError) as info:
+            oauth_provider(client_id="bad\nid")
+        assert info.value.codes == ("client_id.invalid_characters",)
+
+    @pytest.mark.parametrize(
+        ("kind", "credentials", "accepted"),
+        [
+            (ProviderKind.OAUTH2, Credentials(access_token="a"), True),
+            (ProviderKind.OAUTH2, Credentials(access_token="a", refresh_token="r"), True),
+            (ProviderKind.OAUTH2, Credentials(refresh_token="r"), False),
+            (ProviderKind.OAUTH2, Credentials(api_key="k"), False),
+            (ProviderKind.API_KEY, Credentials(api_key="k"), True),
+            (ProviderKind.API_KEY, Credentials(access_token="a"), False),
+            (ProviderKind.WEBHOOK, Credentials(webhook_url="https://hooks.example/x"), True),
+            (ProviderKind.WEBHOOK, Credentials(api_key="signing-secret"), True),
+            (ProviderKind.WEBHOOK, Credentials(access_token="a"), False),
+        ],
+    )
+    def test_check_credentials_by_kind(
+        self, kind: ProviderKind, credentials: Credentials, accepted: bool
+    ) -> None:
+        """Each kind needs its own secret: a token, an API key, or a webhook URL or secret."""
+        provider = Provider(key="svc", name="Svc", kind=kind)
+        try:
+            assert provider.check_credentials(credentials) is credentials
+            refused = None
+        except ValidationError as error:
+            refused = error
+        assert (refused is None) is accepted
+        if refused is not None:
+            assert refused.codes == ("credentials.missing_for_kind",)
+            assert refused.errors[0].params["accepted"] == provider.accepted_credentials
+
+    def test_check_credentials_needs_credentials(self) -> None:
+        """Anything but a Credentials object is refused."""
+        with pytest.raises(ValidationError) as info:
+            api_key_provider().check_credentials({"api_key": "k"})  # type: ignore[arg-type]
+        assert info.value.codes == ("credentials.invalid_type",)
+
+
+class TestWebhookUrl:
+    def test_is_a_secret(self) -> None:
+        """A webhook URL is a secret field: hidden in repr, redacted, serialised."""
+        url = "https://hooks.slack.example/services/T0/B0/SECRET123"
+        creds = Credentials(webhook_url=url)
+        assert repr(creds) == "Credentials(webhook_url=<set>)"
+        assert creds.secret_values() == (url,)
+        assert credentials_from_bytes(credentials_to_bytes(creds)) == creds
+
+    @pytest.mark.parametrize(
+        ("url", "code"),
+        [
+            ("http://hooks.example/SECRET123", "webhook_url.not_https"),
+            ("https://user:SECRET123@hooks.example/", "webhook_url.credentials"),
+            ("https://hooks.example/SECRET123#frag", "webhook_url.fragment"),
+            ("javascript:SECRET123", "webhook_url.not_https"),
+        ],
+    )
+    def test_must_be_safe_https(self, url: str, code: str) -> None:
+        """Only https URLs without user info or fragment; the URL is never echoed."""
+        with pytest.raises(ValidationError) as info:
+            Credentials(webhook_url=url)
+        assert info.value.codes == (code,)
+        assert "SECRET123" not in str(info.value)
+        assert all("SECRET123" not in repr(e) for e in info.value.errors)
+
+    @settings(max_examples=150)
+    @given(st.text(max_size=80))
+    def test_arbitrary_text_never_echoed(self, text: str) -> None:
+        """Any text either is a valid webhook URL or raises a ValidationError without it."""
+        secret = "Zq9" + text + "Zq9"
+        refused: ValidationError | None = None
+        try:
+            Credentials(webhook_url="https://hooks.example/" + secret)
+        except ValidationError as error:
+            refused = error
+        assert refused is None or secret not in str(refused)
+
+
+class TestWithStatus:
+    @pytest.mark.parametrize(
+        ("status", "error", "expected_error"),
+        [
+            ("connected", "ignored", None),
+            ("error", "boom\n  again", "boom again"),
+            ("needs_reauthorization", None, None),
+            ("revoked", "app uninstalled", "app uninstalled"),
+        ],
+    )
+    def test_sets_status_and_cleaned_error(
+        self, status: str, error: str | None, expected_error: str | None
+    ) -> None:
+        """The status is set; the error is cleaned, and cleared for connected."""
+        conn = attrs.evolve(connection(), last_error="old")
+        changed = conn.with_status(status, error=error)
+        assert changed.status is ConnectionStatus(status)
+        assert changed.last_error == expected_error
+        assert (changed.version, changed.last_sync_at) == (conn.version, conn.last_sync_at)
+
+    def test_redacts_the_credentials(self) -> None:
+        """The connection's secrets never reach last_error."""
+        creds = Credentials(access_token=SECRETS[0])
+        changed = connection().with_status("error", error=f"x {SECRETS[0]}", credentials=creds)
+        assert changed.last_error == "x [redacted]"
+
+    @pytest.mark.parametrize("status", ["connected", "error", "needs_reauthorization"])
+    def test_revoked_is_left_only_by_reauthorizing(self, status: str) -> None:
+        """A revoked connection refuses every status but revoked."""
+        conn = connection(status=ConnectionStatus.REVOKED)
+        with pytest.raises(PolicyError) as info:
+            conn.with_status(status)
+        assert info.value.code == "integrations.revoked"
+        assert conn.with_status("revoked").status is ConnectionStatus.REVOKED
+        assert conn.reauthorized(granted_scopes=()).status is ConnectionStatus.CONNECTED
+
+    def test_unknown_status(self) -> None:
+        """An unknown status is a ValidationError listing the allowed ones."""
+        with pytest.raises(ValidationError) as info:
+            connection().with_status("paused")
+        assert info.value.codes == ("status.invalid",)
+
+
+class TestSealedCredentials:
+    def test_aad_matches_credentials_aad(self) -> None:
+        """The record rebuilds the associated data its box was sealed with."""
+        ring = KeyRing.generate(SeededRandom(1), "k1")
+        aad = credentials_aad(user_id="u1", provider="github", connection_id="c1")
+        box = ring.seal(b"x", aad=aad)
+        record = SealedCredentials(connection_id="c1", user_id="u1", provider="github", box=box)
+        assert record.aad == aad
+        assert ring.open(record.box, aad=record.aad) == b"x"

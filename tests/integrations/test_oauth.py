@@ -11,17 +11,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enspace_profile._clock import FixedClock
-from enspace_profile._integrations.domain import Provider, ProviderKind
+from enspace_profile._crypto.keyring import KeyRing
+from enspace_profile._integrations.domain import Credentials, Provider, ProviderKind
 from enspace_profile._integrations.oauth import (
     CODE_CHALLENGE_METHOD,
     DEFAULT_AUTHORIZATION_TTL,
+    AuthorizationRedirect,
     AuthorizationRequest,
+    OAuthGrant,
     authorization_url,
     code_challenge,
     new_code_verifier,
+    open_authorization,
+    seal_authorization,
     start_authorization,
     state_digest,
     validate_code_verifier,
+    verifier_aad,
     verify_code_challenge,
     verify_state,
 )
@@ -213,11 +219,23 @@ class TestStartAuthorization:
         assert start(scopes="repo user:email").scopes == ("repo", "user:email")
 
     def test_reports_every_problem(self) -> None:
-        """A non-OAuth provider, unknown scopes and a bad ttl are reported together."""
+        """A non-OAuth provider, bad user and redirect, unknown scopes and ttl come together."""
         hook = Provider(key="hook", name="Hook", kind=ProviderKind.WEBHOOK)
         with pytest.raises(ValidationError) as info:
-            start(provider=hook, scopes=("admin",), ttl=timedelta(hours=2))
-        assert info.value.codes == ("provider.not_oauth2", "scopes.unknown", "ttl.out_of_range")
+            start(
+                provider=hook,
+                user_id="",
+                redirect_uri="http://app.example/cb",
+                scopes=("admin",),
+                ttl=timedelta(hours=2),
+            )
+        assert info.value.codes == (
+            "provider.not_oauth2",
+            "user_id.invalid",
+            "redirect_uri.not_https",
+            "scopes.unknown",
+            "ttl.out_of_range",
+        )
 
     @pytest.mark.parametrize("ttl", [timedelta(0), timedelta(seconds=-1), 600])
     def test_ttl_must_be_positive_and_bounded(self, ttl: object) -> None:
@@ -395,3 +413,121 @@ class TestStateDigest:
         assert re.fullmatch(r"[0-9a-f]{64}", digest)
         assert request.state not in digest
         assert state_digest(request.state + "x") != digest
+
+
+@pytest.fixture
+def ring() -> KeyRing:
+    return KeyRing.generate(SeededRandom(3), "k1")
+
+
+class TestPendingAuthorization:
+    def test_stores_no_raw_state_and_a_sealed_verifier(self, ring: KeyRing) -> None:
+        """What storage keeps has the state's digest and the verifier encrypted."""
+        request = start()
+        pending = seal_authorization(request, key_ring=ring)
+        assert pending.state_digest == state_digest(request.state)
+        assert (pending.user_id, pending.provider, pending.scopes) == (
+            "u1",
+            "github",
+            ("read:user", "repo"),
+        )
+        assert (pending.created_at, pending.expires_at) == (request.created_at, request.expires_at)
+        stored = repr(pending) + pending.code_verifier.to_bytes().hex()
+        for secret in (request.state, request.code_verifier):
+            assert secret not in stored
+            assert secret.encode().hex() not in stored
+        assert pending.code_verifier.key_id == "k1"
+
+    def test_open_rebuilds_the_request(self, ring: KeyRing) -> None:
+        """The presented state and the stored record give back the original request."""
+        request = start()
+        pending = seal_authorization(request, key_ring=ring)
+        assert open_authorization(pending, state=request.state, key_ring=ring) == request
+
+    @pytest.mark.parametrize("presented", ["", "other-state", "é", "x" * 600])
+    def test_open_refuses_another_state(self, ring: KeyRing, presented: str) -> None:
+        """A state that does not hash to the record's digest is a state mismatch."""
+        pending = seal_authorization(start(), key_ring=ring)
+        with pytest.raises(PolicyError) as info:
+            open_authorization(pending, state=presented, key_ring=ring)
+        assert info.value.code == "integrations.oauth.state_mismatch"
+
+    def test_verifier_is_bound_to_its_record(self, ring: KeyRing) -> None:
+        """A sealed verifier moved to another user's record does not decrypt there."""
+        request = start()
+        pending = seal_authorization(request, key_ring=ring)
+        moved = attrs.evolve(pending, user_id="u2")
+        with pytest.raises(ValidationError) as info:
+            open_authorization(moved, state=request.state, key_ring=ring)
+        assert info.value.codes == ("ciphertext.undecryptable",)
+
+    def test_aad_is_unambiguous(self) -> None:
+        """The verifier's associated data separates every part."""
+        a = verifier_aad(user_id="u1", provider="gh", digest="ab")
+        b = verifier_aad(user_id="u1g", provider="h", digest="ab")
+        assert a != b
+        assert a.startswith(b'["enspace_profile/integrations/oauth",1,')
+
+    def test_validates_its_fields(self, ring: KeyRing) -> None:
+        """A record with a malformed digest, user, provider or box is refused."""
+        pending = seal_authorization(start(), key_ring=ring)
+        with pytest.raises(ValidationError) as info:
+            attrs.evolve(
+                pending,
+                state_digest="nope",
+                user_id="",
+                provider="Git Hub",
+                code_verifier=b"raw",
+            )
+        assert info.value.codes == (
+            "state_digest.invalid",
+            "user_id.invalid",
+            "provider.invalid",
+            "code_verifier.invalid_type",
+        )
+
+    def test_is_expired(self, ring: KeyRing) -> None:
+        """A pending request stops at its expiry time exactly."""
+        pending = seal_authorization(start(), key_ring=ring)
+        assert not pending.is_expired(NOW + DEFAULT_AUTHORIZATION_TTL - timedelta(microseconds=1))
+        assert pending.is_expired(NOW + DEFAULT_AUTHORIZATION_TTL)
+
+
+class TestGrantAndRedirect:
+    def test_grant_validates_everything(self) -> None:
+        """A grant with bad credentials, account id, label and scopes reports them all."""
+        with pytest.raises(ValidationError) as info:
+            OAuthGrant(
+                credentials="token",  # type: ignore[arg-type]
+                external_account_id="",
+                external_account_label="x" * 201,
+                granted_scopes=["ok", "bad scope"],
+            )
+        assert info.value.codes == (
+            "credentials.invalid_type",
+            "external_account_id.required",
+            "external_account_label.too_long",
+            "granted_scopes.invalid",
+        )
+
+    @pytest.mark.parametrize(
+        ("scopes", "expected"),
+        [(None, None), ("repo read:user", {"repo", "read:user"}), (["repo"], {"repo"})],
+    )
+    def test_grant_scopes(self, scopes: object, expected: set[str] | None) -> None:
+        """Granted scopes are optional and accept a scope string or a list."""
+        grant = OAuthGrant(
+            credentials=Credentials(access_token="t"),
+            external_account_id="1",
+            granted_scopes=scopes,  # type: ignore[arg-type]
+        )
+        assert grant.granted_scopes == (None if expected is None else frozenset(expected))
+
+    def test_redirect_repr_hides_the_url(self) -> None:
+        """The redirect's URL (it carries the state) is not in repr."""
+        request = start()
+        redirect = AuthorizationRedirect(
+            url=authorization_url(github(), request, client_id="cid"), request=request
+        )
+        assert request.state not in repr(redirect)
+        assert redirect.expires_at == request.expires_at

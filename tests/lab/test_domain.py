@@ -646,6 +646,16 @@ class TestLabRegistry:
         assert registry.next_change_after(START) == START + timedelta(hours=1)
         assert registry.next_change_after(START + timedelta(hours=1)) == START + timedelta(hours=3)
         assert registry.next_change_after(START + timedelta(hours=3)) is None
+        snapshot = registry.snapshot
+        assert snapshot.next_change_after(START) == registry.next_change_after(START)
+
+    def test_evaluate_reads_an_earlier_snapshot(self) -> None:
+        """Evaluating a snapshot answers for that revision, not the registry's current one."""
+        registry = LabRegistry.of([feature("ab", default_on=True)])
+        before = registry.snapshot
+        registry.set_kill_switch("ab", on=True)
+        assert evaluate(before, USER, {}, START)["ab"].enabled is True
+        assert evaluate(registry, USER, {}, START)["ab"].enabled is False
 
     def test_repr_names_keys_and_revision(self) -> None:
         """The repr shows the revision and the keys."""

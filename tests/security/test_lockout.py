@@ -232,3 +232,56 @@ class TestPolicyValidation:
         policy = LockoutPolicy()
         state = FailureState(consecutive_failures=10**6)
         assert policy.retry_after(policy.record_failure(state, T0), T0) == timedelta(hours=1)
+
+
+class TestSettleSuccess:
+    def setup_method(self):
+        self.policy = LockoutPolicy()
+
+    def test_refunds_the_advance_failure(self):
+        """An attempt counted in advance and then successful leaves no trace in the counts."""
+        state = fail(self.policy, FailureState(), FixedClock(T0), 3)
+        reserved = self.policy.record_failure(state, T0)
+        settled = self.policy.settle_success(reserved, counted_at=T0, now=T0)
+        assert settled.consecutive_failures == 0
+        assert settled.locked_until is None
+        assert settled.failures_in_window == 3
+
+    def test_clears_a_lock_the_reservation_started(self):
+        """The tenth attempt, counted in advance, does not lock the account if it succeeds."""
+        state = fail(self.policy, FailureState(), FixedClock(T0), 9)
+        reserved = self.policy.record_failure(state, T0)
+        assert self.policy.retry_after(reserved, T0) == timedelta(minutes=1)
+        settled = self.policy.settle_success(reserved, counted_at=T0, now=T0)
+        self.policy.check(settled, T0)
+
+    def test_refund_follows_the_window_the_attempt_fell_in(self):
+        """Counted late in one window and settled in the next, the refund hits the older one."""
+        reserved = self.policy.record_failure(FailureState(), T0)
+        counted = T0 + timedelta(minutes=59)
+        reserved = self.policy.record_failure(reserved, counted)
+        settled = self.policy.settle_success(
+            reserved, counted_at=counted, now=T0 + timedelta(minutes=61)
+        )
+        assert (settled.failures_in_window, settled.failures_in_previous_window) == (0, 1)
+
+    def test_refund_of_a_forgotten_window_changes_nothing(self):
+        """An attempt from a window that no longer counts refunds nothing."""
+        counted = T0
+        reserved = self.policy.record_failure(FailureState(), counted)
+        later = T0 + timedelta(hours=1, minutes=30)
+        fresh = self.policy.record_failure(reserved, later)
+        settled = self.policy.settle_success(fresh, counted_at=T0 - timedelta(hours=2), now=later)
+        assert settled.failures_in_window + settled.failures_in_previous_window == 2
+
+    @settings(max_examples=100)
+    @given(st.lists(st.booleans(), max_size=60))
+    def test_successes_never_use_the_cap(self, outcomes):
+        """With reservations, only real failures count towards the hourly cap."""
+        policy = LockoutPolicy(threshold=1000, hourly_cap=1000)
+        state = FailureState()
+        for ok in outcomes:
+            state = policy.record_failure(state, T0)
+            if ok:
+                state = policy.settle_success(state, counted_at=T0, now=T0)
+        assert state.failures_in_window == outcomes.count(False)

@@ -12,14 +12,18 @@ from hypothesis import strategies as st
 from enspace_profile._clock import FixedClock
 from enspace_profile._random import SeededRandom
 from enspace_profile._tokens.domain import (
+    DEFAULT_SCOPE_CATALOG,
     AccessToken,
     CreatedToken,
     ExpiryPolicy,
     Principal,
     Scope,
     ScopeCatalog,
+    TokenCredential,
     TokenStatus,
     describe_rejection,
+    from_micros,
+    to_micros,
     validate_token_description,
     validate_token_name,
 )
@@ -443,6 +447,68 @@ class TestPrincipal:
         """A principal is built from a verified token."""
         principal = Principal.for_token(make_token())
         assert principal == Principal(user_id="user-1", token_id="tok-1", scopes={"repo:read"})
+
+    def test_scopes_from_any_iterable_and_immutable(self):
+        """Scopes given as a list become a frozenset; a principal cannot be changed."""
+        principal = Principal(user_id="u", token_id="t", scopes=["b", "a", "a"])
+        assert principal.scopes == frozenset({"a", "b"})
+        with pytest.raises(AttributeError):
+            principal.user_id = "other"  # type: ignore[misc]
+
+    def test_pickles_and_hashes(self):
+        """Principals survive pickling (e.g. into a task queue) and can be dict keys."""
+        import pickle
+
+        assert pickle.loads(pickle.dumps(self.PRINCIPAL)) == self.PRINCIPAL
+        assert {self.PRINCIPAL: 1}[self.PRINCIPAL] == 1
+
+
+class TestTokenCredential:
+    @pytest.mark.parametrize(
+        ("expires", "revoked", "expected"),
+        [
+            (NOW + timedelta(days=1), None, NOW + timedelta(days=1)),
+            (None, NOW, NOW),
+            (NOW + timedelta(days=1), NOW, NOW),
+            (NOW, NOW + timedelta(days=1), NOW),
+            (None, None, None),
+        ],
+    )
+    def test_valid_until_is_the_earlier_of_expiry_and_revocation(self, expires, revoked, expected):
+        """valid_until_us is the first moment the token stops working, in microseconds."""
+        credential = TokenCredential.for_token(
+            make_token(expires_at=expires, revoked_at=revoked, last_used_at=NOW)
+        )
+        assert credential.valid_until_us == (None if expected is None else to_micros(expected))
+        assert credential.last_used_us == to_micros(NOW)
+        assert credential.principal == Principal.for_token(make_token())
+
+    def test_repr_leaves_out_the_digest(self):
+        """The credential's repr has no digest bytes."""
+        credential = TokenCredential.for_token(make_token(digest=b"\x07" * 32))
+        assert "\\x07" not in repr(credential)
+        assert "digest" not in repr(credential)
+
+
+class TestMicroseconds:
+    @given(when=st.datetimes(timezones=st.just(UTC)))
+    @settings(max_examples=200)
+    def test_round_trip_is_exact(self, when):
+        """Any aware datetime survives the trip through integer microseconds unchanged."""
+        assert from_micros(to_micros(when)) == when
+
+    def test_other_offsets_become_utc(self):
+        """A datetime with another offset maps to the same instant, returned in UTC."""
+        when = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+        back = from_micros(to_micros(when))
+        assert back == when
+        assert back.tzinfo is UTC
+
+
+class TestDefaultScopes:
+    def test_read_and_write(self):
+        """The default catalog offers API read and write access."""
+        assert DEFAULT_SCOPE_CATALOG.names == {"api:read", "api:write"}
 
 
 class TestCreatedToken:

@@ -15,6 +15,7 @@ from enspace_profile._tokens.format import (
     TOKEN_PATTERN,
     TokenFormat,
     find_tokens,
+    token_from_header,
 )
 from enspace_profile.exceptions import (
     MalformedTokenError,
@@ -303,3 +304,35 @@ class TestHint:
         hint = FMT.hint(GOOD)
         assert hint == "esp_…" + GOOD[-4:]
         assert GOOD[4:-4] not in hint
+
+
+class TestTokenFromHeader:
+    @pytest.mark.parametrize(
+        ("header", "expected"),
+        [
+            ("Bearer esp_abc", "esp_abc"),
+            ("bearer   esp_abc  ", "esp_abc"),
+            ("token esp_abc", "esp_abc"),
+            ("TOKEN esp_abc", "esp_abc"),
+            (b"Bearer esp_abc", "esp_abc"),
+        ],
+    )
+    def test_accepted_schemes(self, header, expected):
+        """Bearer and token schemes, any case, surrounding spaces ignored."""
+        assert token_from_header(header) == expected
+
+    @pytest.mark.parametrize(
+        "header",
+        [None, "", "   ", "Basic dXNlcjpwYXNz", "esp_abc", "Bearer", b"\xff\xfe", "x" * 9000, 42],
+    )
+    def test_other_headers_are_malformed(self, header):
+        """Missing headers, other schemes and junk raise MalformedTokenError."""
+        with pytest.raises(MalformedTokenError):
+            token_from_header(header)
+
+    @given(value=st.one_of(st.text(max_size=200), st.binary(max_size=50)))
+    @settings(max_examples=100)
+    def test_any_header_gives_text_or_a_token_error(self, value):
+        """Whatever the header holds, the result is text or a MalformedTokenError."""
+        with contextlib.suppress(MalformedTokenError):
+            assert isinstance(token_from_header(value), str)

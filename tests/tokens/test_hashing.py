@@ -168,6 +168,29 @@ class TestTokenHasher:
         assert (hasher.digest(a) == hasher.digest(b)) == (a == b)
 
 
+class TestPreparedHmac:
+    @given(secret=st.binary(min_size=32, max_size=200), raw=st.text(max_size=80))
+    @settings(max_examples=200)
+    def test_equals_the_standard_library_hmac(self, secret, raw):
+        """The prepared-state digest equals hmac.digest(secret, token, sha256) for any key."""
+        hasher = TokenHasher([Pepper(id="k", secret=secret)])
+        expected = hmac.digest(secret, raw.encode("utf-8", "surrogatepass"), "sha256")
+        assert hasher.digest(raw) == expected
+        assert hasher.digest(raw, "k") == expected
+        assert hasher.current_digest(raw) == expected
+
+    def test_candidates_can_skip_the_current_pepper(self):
+        """include_current=False yields only the older peppers' digests."""
+        hasher = TokenHasher([NEW, OLD])
+        assert list(hasher.candidates(TOKEN, include_current=False)) == [
+            ("2025", reference(OLD.secret, TOKEN))
+        ]
+
+    def test_current_digest_follows_the_first_pepper(self):
+        """current_digest uses the first pepper."""
+        assert TokenHasher([NEW, OLD]).current_digest(TOKEN) == reference(NEW.secret, TOKEN)
+
+
 class TestDigestsEqual:
     @pytest.mark.parametrize(
         ("a", "b", "expected"),

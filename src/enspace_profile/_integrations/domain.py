@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
+from enspace_profile._crypto.keyring import SealedBox
 from enspace_profile._lab.domain import (
     ErrorCollector,
     validate_aware_datetime,
@@ -45,6 +46,7 @@ __all__ = [
     "Provider",
     "ProviderCatalog",
     "ProviderKind",
+    "SealedCredentials",
     "credentials_aad",
     "credentials_from_bytes",
     "credentials_to_bytes",
@@ -66,7 +68,8 @@ _SECRET_MAX: Final = 16_384
 _MIN_REDACTED: Final = 4
 _REDACTED: Final = "[redacted]"
 _CREDENTIALS_FORMAT: Final = 1
-_SECRET_FIELDS: Final = ("access_token", "refresh_token", "api_key")
+_SECRET_FIELDS: Final = ("access_token", "refresh_token", "api_key", "webhook_url")
+_CLIENT_ID_MAX: Final = 512
 _AAD_LABEL: Final = "enspace_profile/integrations/credentials"
 
 
@@ -115,6 +118,13 @@ class ProviderKind(StrEnum):
     WEBHOOK = "webhook"
 
 
+_ACCEPTED_CREDENTIALS: Final[dict[ProviderKind, tuple[str, ...]]] = {
+    ProviderKind.OAUTH2: ("access_token",),
+    ProviderKind.API_KEY: ("api_key",),
+    ProviderKind.WEBHOOK: ("webhook_url", "api_key"),
+}
+
+
 @attrs.frozen(kw_only=True)
 class Provider:
     """An external service the host lets users connect (defined by the host).
@@ -136,11 +146,14 @@ class Provider:
         sign_in: Whether a connected account can be used to sign in.
         authorize_url: OAuth 2 authorization endpoint (https, no fragment), or ``None``.
         token_url: OAuth 2 token endpoint (https, no fragment), or ``None``.
+        client_id: The host's OAuth 2 client id at the provider (public, not a secret;
+            the client secret stays in the host's token exchange), or ``None``.
 
     Raises:
         ValidationError: with every problem found, when any field is invalid;
-            ``authorize_url.not_oauth2`` / ``token_url.not_oauth2`` when endpoints are
-            given for a provider that is not OAuth 2.
+            ``authorize_url.not_oauth2`` / ``token_url.not_oauth2`` /
+            ``client_id.not_oauth2`` when they are given for a provider that is not
+            OAuth 2.
     """
 
     key: str
@@ -151,6 +164,7 @@ class Provider:
     sign_in: bool = False
     authorize_url: str | None = None
     token_url: str | None = None
+    client_id: str | None = None
 
     def __attrs_post_init__(self) -> None:
         errors = ErrorCollector()
@@ -188,7 +202,52 @@ class Provider:
                 errors.add(field, "not_oauth2", "only OAuth 2 providers have endpoints")
             else:
                 errors.capture(validate_https_url, url, field=field, allow_fragment=False)
+        if self.client_id is not None:
+            if self.kind is not ProviderKind.OAUTH2:
+                errors.add("client_id", "not_oauth2", "only OAuth 2 providers have a client id")
+            else:
+                errors.capture(
+                    validate_text, self.client_id, field="client_id", max_length=_CLIENT_ID_MAX
+                )
         errors.raise_if_any()
+
+    @property
+    def accepted_credentials(self) -> tuple[str, ...]:
+        """The :class:`Credentials` fields of which a connection needs at least one.
+
+        OAuth 2: ``access_token``; API key: ``api_key``; webhook: ``webhook_url`` (the
+        URL the host posts to, which embeds its secret) or ``api_key`` (a signing
+        secret for webhooks the provider sends).
+        """
+        return _ACCEPTED_CREDENTIALS[self.kind]
+
+    def check_credentials(self, credentials: Credentials) -> Credentials:
+        """Check that ``credentials`` hold what a connection to this provider needs.
+
+        Args:
+            credentials: What the user entered or the token endpoint returned.
+
+        Returns:
+            ``credentials`` unchanged.
+
+        Raises:
+            ValidationError: ``credentials.invalid_type``, or
+                ``credentials.missing_for_kind`` (params ``kind`` and ``accepted``).
+        """
+        if not isinstance(credentials, Credentials):
+            raise ValidationError.single(
+                "credentials", "invalid_type", "must be a Credentials object"
+            )
+        accepted = self.accepted_credentials
+        if not any(getattr(credentials, field) is not None for field in accepted):
+            raise ValidationError.single(
+                "credentials",
+                "missing_for_kind",
+                f"a {self.name} connection needs: {' or '.join(accepted)}",
+                kind=self.kind.value,
+                accepted=accepted,
+            )
+        return credentials
 
     def validate_scopes(self, scopes: str | Iterable[str]) -> frozenset[str]:
         """Check that every requested scope is one this provider offers.
@@ -346,7 +405,8 @@ class Connection:
     A user may connect several accounts of the same provider; ``(user_id, provider,
     external_account_id)`` is unique. Transitions (:meth:`record_sync`,
     :meth:`record_error`, ...) return a new object and leave :attr:`version` as it
-    was read: storage compares it on update and stores ``version + 1``.
+    was read: the service stores the result with ``version + 1`` and passes the read
+    version to storage, which refuses the write if someone else wrote in between.
 
     Attributes:
         id: Our identifier for the connection.
@@ -460,16 +520,53 @@ class Connection:
         Raises:
             PolicyError: ``integrations.revoked``.
         """
-        self._ensure_not_revoked()
-        secrets = () if credentials is None else credentials.secret_values()
         status = (
             ConnectionStatus.NEEDS_REAUTHORIZATION
             if needs_reauthorization
             else ConnectionStatus.ERROR
         )
-        return attrs.evolve(
-            self, status=status, last_error=safe_error_text(message, secrets=secrets) or None
-        )
+        return self.with_status(status, error=message, credentials=credentials)
+
+    def with_status(
+        self,
+        status: ConnectionStatus | str,
+        *,
+        error: str | None = None,
+        credentials: Credentials | None = None,
+    ) -> Connection:
+        """Return the connection in ``status`` (the generic form of the transitions).
+
+        ``connected`` clears ``last_error``; the other statuses keep ``error`` (cleaned
+        by :func:`safe_error_text`, with ``credentials`` redacted) as ``last_error``.
+        ``last_sync_at`` is unchanged (use :meth:`record_sync` after a successful call).
+
+        Args:
+            status: The new status (a :class:`ConnectionStatus` or its value).
+            error: What went wrong, for ``error``, ``needs_reauthorization`` and
+                ``revoked``; ``None`` clears it.
+            credentials: The credentials in use, so that they are redacted from ``error``.
+
+        Raises:
+            ValidationError: ``status.invalid``.
+            PolicyError: ``integrations.revoked`` when leaving ``revoked``, which only
+                connecting the account again does (:meth:`reauthorized`).
+        """
+        try:
+            new = ConnectionStatus(status)
+        except ValueError:
+            raise ValidationError.single(
+                "status",
+                "invalid",
+                f"must be one of: {', '.join(ConnectionStatus)}",
+                allowed=tuple(ConnectionStatus),
+            ) from None
+        if new is not ConnectionStatus.REVOKED:
+            self._ensure_not_revoked()
+        last_error: str | None = None
+        if new is not ConnectionStatus.CONNECTED and error is not None:
+            secrets = () if credentials is None else credentials.secret_values()
+            last_error = safe_error_text(error, secrets=secrets) or None
+        return attrs.evolve(self, status=new, last_error=last_error)
 
     def reauthorized(self, *, granted_scopes: str | Iterable[str]) -> Connection:
         """Return the connection after the user authorized it again (new credentials).
@@ -543,16 +640,20 @@ class Credentials:
         access_token: OAuth 2 access token, or ``None``.
         refresh_token: OAuth 2 refresh token, or ``None``.
         api_key: API key or webhook signing secret, or ``None``.
+        webhook_url: A webhook URL that embeds its own secret (``https`` only), or
+            ``None``.
         expires_at: When the access token expires (UTC), or ``None``.
 
     Raises:
         ValidationError: ``credentials.empty`` when no secret is set, or a field is
-            not non-empty text without control characters (at most 16 384 characters).
+            not non-empty text without control characters (at most 16 384 characters),
+            or ``webhook_url.*`` when it is not a safe https URL (never echoed).
     """
 
     access_token: str | None = attrs.field(default=None, repr=False)
     refresh_token: str | None = attrs.field(default=None, repr=False)
     api_key: str | None = attrs.field(default=None, repr=False)
+    webhook_url: str | None = attrs.field(default=None, repr=False)
     expires_at: datetime | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -575,6 +676,8 @@ class Credentials:
                     f"must be 1 to {_SECRET_MAX} printable characters without surrounding spaces",
                     limit=_SECRET_MAX,
                 )
+            elif field == "webhook_url":
+                errors.capture(validate_https_url, value, field=field, allow_fragment=False)
         if all(getattr(self, field) is None for field in _SECRET_FIELDS):
             errors.add("credentials", "empty", "set an access token, a refresh token or a key")
         if self.expires_at is not None:
@@ -653,6 +756,7 @@ def credentials_from_bytes(data: bytes) -> Credentials:
             access_token=payload.get("access_token"),
             refresh_token=payload.get("refresh_token"),
             api_key=payload.get("api_key"),
+            webhook_url=payload.get("webhook_url"),
             expires_at=expires_at,
         )
     except ValidationError:
@@ -677,6 +781,34 @@ def credentials_aad(
     """
     context = [_AAD_LABEL, _CREDENTIALS_FORMAT, user_id, provider, connection_id, field]
     return json.dumps(context, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@attrs.frozen(kw_only=True)
+class SealedCredentials:
+    """A connection's encrypted credentials as storage keeps them, with their owner.
+
+    What :meth:`~enspace_profile.typing.IntegrationRepository.list_credentials`
+    returns, so that a key rotation job can rebuild each blob's associated data
+    (:func:`credentials_aad`) without loading the connection. Holds no plaintext.
+
+    Attributes:
+        connection_id: The connection the credentials belong to.
+        user_id: Its user.
+        provider: Its provider's key.
+        box: The AES-GCM ciphertext, with the id of the key that sealed it.
+    """
+
+    connection_id: str
+    user_id: str
+    provider: str
+    box: SealedBox
+
+    @property
+    def aad(self) -> bytes:
+        """The associated data the box was sealed with."""
+        return credentials_aad(
+            user_id=self.user_id, provider=self.provider, connection_id=self.connection_id
+        )
 
 
 # --------------------------------------------------------------------------- disconnect
@@ -713,7 +845,8 @@ class LastSignInMethodPolicy:
     Removing a connection whose provider is a sign-in method is refused when the
     user has no other sign-in method: no other connection (not revoked) to a
     sign-in provider, and ``other_sign_in_methods == 0``. Connections to providers
-    that are not sign-in methods may always be removed.
+    that are not sign-in methods, and revoked connections (which cannot sign anyone
+    in), may always be removed.
     """
 
     def check_disconnect(
@@ -736,7 +869,12 @@ class LastSignInMethodPolicy:
                 "other_sign_in_methods", "invalid", "must be an integer >= 0", min=0
             )
         provider = catalog.find(connection.provider)
-        if provider is None or not provider.sign_in or other_sign_in_methods > 0:
+        if (
+            provider is None
+            or not provider.sign_in
+            or connection.status is ConnectionStatus.REVOKED
+            or other_sign_in_methods > 0
+        ):
             return
         for other in other_connections:
             if (

@@ -11,7 +11,10 @@ The flow a service runs with these helpers:
 4. the service exchanges the code at the provider's token endpoint, sending
    ``request.code_verifier``.
 
-Storage may index pending requests by :func:`state_digest` instead of the raw state.
+Storage keeps a :class:`PendingAuthorization` instead of the request itself: it is
+indexed by :func:`state_digest` (the raw state is never stored) and holds the code
+verifier encrypted under the host's key ring (:func:`seal_authorization`); on the
+callback, :func:`open_authorization` rebuilds the request from the presented state.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -28,7 +32,13 @@ from urllib.parse import urlencode
 
 import attrs
 
-from enspace_profile._integrations.domain import Provider, ProviderKind, validate_scope
+from enspace_profile._crypto.keyring import KeyRing, SealedBox
+from enspace_profile._integrations.domain import (
+    Credentials,
+    Provider,
+    ProviderKind,
+    validate_scope,
+)
 from enspace_profile._lab.domain import (
     ErrorCollector,
     validate_aware_datetime,
@@ -43,13 +53,19 @@ from enspace_profile.exceptions import PolicyError, ValidationError
 __all__ = [
     "CODE_CHALLENGE_METHOD",
     "DEFAULT_AUTHORIZATION_TTL",
+    "AuthorizationRedirect",
     "AuthorizationRequest",
+    "OAuthGrant",
+    "PendingAuthorization",
     "authorization_url",
     "code_challenge",
     "new_code_verifier",
+    "open_authorization",
+    "seal_authorization",
     "start_authorization",
     "state_digest",
     "validate_code_verifier",
+    "verifier_aad",
     "verify_code_challenge",
     "verify_state",
 ]
@@ -68,6 +84,10 @@ _STATE_BYTES: Final = 32
 _STATE_MIN_LENGTH: Final = 22  # 128 bits in base64url
 _STATE_MAX_LENGTH: Final = 512
 _STATE_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+_DIGEST_RE: Final = re.compile(r"[0-9a-f]{64}")
+_ID_MAX: Final = 255
+_LABEL_MAX: Final = 200
+_AAD_LABEL: Final = "enspace_profile/integrations/oauth"
 _MAX_TTL: Final = timedelta(hours=1)
 _CLIENT_ID_MAX: Final = 512
 _RESERVED_PARAMS: Final = frozenset(
@@ -273,6 +293,14 @@ def start_authorization(
     errors = ErrorCollector()
     if provider.kind is not ProviderKind.OAUTH2:
         errors.add("provider", "not_oauth2", f"{provider.name} does not use OAuth 2")
+    errors.capture(validate_user_id, user_id)
+    errors.capture(
+        validate_https_url,
+        redirect_uri,
+        field="redirect_uri",
+        allow_loopback_http=True,
+        allow_fragment=False,
+    )
     requested = errors.capture(provider.validate_scopes, scopes)
     lifetime: object = ttl
     if not isinstance(lifetime, timedelta) or not timedelta(0) < lifetime <= _MAX_TTL:
@@ -401,3 +429,217 @@ def verify_state(
             provider=request.provider,
             expired_at=request.expires_at,
         )
+
+
+# --------------------------------------------------------------------------- pending storage
+
+
+def verifier_aad(*, user_id: str, provider: str, digest: str) -> bytes:
+    """Return the AES-GCM associated data of a pending request's sealed code verifier.
+
+    It binds the ciphertext to its user, provider and state digest, so a verifier
+    copied onto another pending row does not decrypt there.
+
+    >>> verifier_aad(user_id="u1", provider="github", digest="ab")
+    b'["enspace_profile/integrations/oauth",1,"u1","github","ab","code_verifier"]'
+    """
+    context = [_AAD_LABEL, 1, user_id, provider, digest, "code_verifier"]
+    return json.dumps(context, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@attrs.frozen(kw_only=True)
+class PendingAuthorization:
+    """An :class:`AuthorizationRequest` as storage keeps it: no raw state, verifier sealed.
+
+    Attributes:
+        state_digest: :func:`state_digest` of the request's state (the storage key).
+        user_id: Who started the authorization.
+        provider: The provider's key.
+        redirect_uri: Where the provider sends the user back.
+        scopes: The requested scopes, sorted.
+        created_at: When it was started (UTC).
+        expires_at: When it stops being accepted (UTC).
+        code_verifier: The PKCE verifier, encrypted (see :func:`verifier_aad`).
+
+    Raises:
+        ValidationError: with every invalid field.
+    """
+
+    state_digest: str
+    user_id: str
+    provider: str
+    redirect_uri: str
+    scopes: tuple[str, ...] = attrs.field(default=(), converter=_to_scopes)
+    created_at: datetime
+    expires_at: datetime
+    code_verifier: SealedBox
+
+    def __attrs_post_init__(self) -> None:
+        errors = ErrorCollector()
+        digest: object = self.state_digest
+        if not isinstance(digest, str) or _DIGEST_RE.fullmatch(digest) is None:
+            errors.add("state_digest", "invalid", "must be 64 lowercase hex digits")
+        errors.capture(validate_user_id, self.user_id)
+        errors.capture(validate_slug, self.provider, field="provider")
+        for field in ("created_at", "expires_at"):
+            utc = errors.capture(validate_aware_datetime, getattr(self, field), field=field)
+            if utc is not None:
+                object.__setattr__(self, field, utc)
+        box: object = self.code_verifier
+        if not isinstance(box, SealedBox):
+            errors.add("code_verifier", "invalid_type", "must be a SealedBox")
+        errors.raise_if_any()
+
+    @property
+    def aad(self) -> bytes:
+        """The associated data :attr:`code_verifier` is sealed with."""
+        return verifier_aad(user_id=self.user_id, provider=self.provider, digest=self.state_digest)
+
+    def is_expired(self, now: datetime) -> bool:
+        """Whether the request can no longer be completed at ``now``."""
+        return now >= self.expires_at
+
+
+def seal_authorization(request: AuthorizationRequest, *, key_ring: KeyRing) -> PendingAuthorization:
+    """Turn a fresh request into what storage keeps: the state hashed, the verifier sealed.
+
+    Args:
+        request: From :func:`start_authorization`.
+        key_ring: Encrypts the code verifier with its current key.
+
+    Returns:
+        The :class:`PendingAuthorization` to store.
+    """
+    digest = state_digest(request.state)
+    aad = verifier_aad(user_id=request.user_id, provider=request.provider, digest=digest)
+    return PendingAuthorization(
+        state_digest=digest,
+        user_id=request.user_id,
+        provider=request.provider,
+        redirect_uri=request.redirect_uri,
+        scopes=request.scopes,
+        created_at=request.created_at,
+        expires_at=request.expires_at,
+        code_verifier=key_ring.seal(request.code_verifier.encode("ascii"), aad=aad),
+    )
+
+
+def open_authorization(
+    pending: PendingAuthorization,
+    *,
+    state: str,
+    key_ring: KeyRing,
+) -> AuthorizationRequest:
+    """Rebuild the :class:`AuthorizationRequest` a callback answers, from its pending record.
+
+    Then call :func:`verify_state` (user and expiry).
+
+    Args:
+        pending: The record storage returned for ``state_digest(state)``.
+        state: The ``state`` parameter of the callback.
+        key_ring: Decrypts the code verifier.
+
+    Returns:
+        The original request (state and code verifier included).
+
+    Raises:
+        PolicyError: ``integrations.oauth.state_mismatch`` if ``state`` does not hash to
+            the record's digest.
+        ValidationError: ``ciphertext.*`` if the verifier cannot be decrypted (the key
+            that sealed it left the ring, or the row was altered).
+    """
+    presented = _ascii_bytes(state)
+    if presented is None or not hmac.compare_digest(
+        state_digest(state).encode("ascii"), pending.state_digest.encode("ascii")
+    ):
+        raise PolicyError(
+            "the authorization response does not match the request (state mismatch)",
+            code="integrations.oauth.state_mismatch",
+            provider=pending.provider,
+        )
+    verifier = key_ring.open(pending.code_verifier, aad=pending.aad)
+    return AuthorizationRequest(
+        state=state,
+        code_verifier=verifier.decode("ascii", "replace"),
+        user_id=pending.user_id,
+        provider=pending.provider,
+        redirect_uri=pending.redirect_uri,
+        scopes=pending.scopes,
+        created_at=pending.created_at,
+        expires_at=pending.expires_at,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class AuthorizationRedirect:
+    """Where to send the browser to start connecting an OAuth 2 account.
+
+    Attributes:
+        url: The provider's authorization URL (state and PKCE challenge included).
+        request: The pending request (its state and verifier never show in ``repr``).
+    """
+
+    url: str = attrs.field(repr=False)
+    request: AuthorizationRequest
+
+    @property
+    def expires_at(self) -> datetime:
+        """When the user must be back from the provider."""
+        return self.request.expires_at
+
+
+def _to_optional_scopes(value: str | Iterable[str] | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return frozenset(value.split())
+    try:
+        return frozenset(value)
+    except TypeError:
+        raise ValidationError.single(
+            "granted_scopes", "invalid_type", "must be a list of scopes"
+        ) from None
+
+
+@attrs.frozen(kw_only=True)
+class OAuthGrant:
+    """What the host's token exchange learned: the tokens and whose account they open.
+
+    The host builds one in the ``exchange`` callback it passes to
+    :meth:`~enspace_profile.IntegrationService.complete_authorization`, after
+    calling the provider's token endpoint (and usually its "who am I" endpoint).
+
+    Attributes:
+        credentials: The tokens (an ``access_token`` at least).
+        external_account_id: The account's stable id at the provider.
+        external_account_label: What the user recognises (``"@ana"``).
+        granted_scopes: The scopes the provider granted (``None``: the ones requested).
+
+    Raises:
+        ValidationError: ``credentials.invalid_type``, ``external_account_id.*``,
+            ``external_account_label.*``, ``granted_scopes.*`` (all at once).
+    """
+
+    credentials: Credentials
+    external_account_id: str
+    external_account_label: str = ""
+    granted_scopes: frozenset[str] | None = attrs.field(default=None, converter=_to_optional_scopes)
+
+    def __attrs_post_init__(self) -> None:
+        errors = ErrorCollector()
+        credentials: object = self.credentials
+        if not isinstance(credentials, Credentials):
+            errors.add("credentials", "invalid_type", "must be a Credentials object")
+        errors.capture(
+            validate_text, self.external_account_id, field="external_account_id", max_length=_ID_MAX
+        )
+        errors.capture(
+            validate_text,
+            self.external_account_label,
+            field="external_account_label",
+            max_length=_LABEL_MAX,
+            required=False,
+        )
+        for scope in sorted(self.granted_scopes or ()):
+            errors.capture(validate_scope, scope, field="granted_scopes")
+        errors.raise_if_any()

@@ -816,6 +816,16 @@ class RegistrySnapshot:
             compiled=tuple(_Compiled.of(features[key]) for key in order),
         )
 
+    def next_change_after(self, now: datetime) -> datetime | None:
+        """Return the first instant after ``now`` at which a feature starts or ends.
+
+        Evaluation depends on time only through these windows, so a cache of
+        evaluated states stays valid until this instant (``None``: forever).
+        """
+        transitions = self.transitions
+        index = bisect_right(transitions, now)
+        return transitions[index] if index < len(transitions) else None
+
 
 def _topological_order(features: Mapping[str, LabFeature]) -> tuple[str, ...]:
     """Order keys so that every feature comes after its dependencies.
@@ -1038,9 +1048,7 @@ class LabRegistry:
         A cache of evaluated states stays valid until this instant (or a new
         :attr:`revision`), since evaluation depends on time only through the windows.
         """
-        transitions = self._snapshot.transitions
-        index = bisect_right(transitions, now)
-        return transitions[index] if index < len(transitions) else None
+        return self._snapshot.next_change_after(now)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -1052,7 +1060,7 @@ def _check_now(now: object) -> None:
 
 
 def evaluate(
-    registry: LabRegistry,
+    registry: LabRegistry | RegistrySnapshot,
     user_id: str,
     choices: Mapping[str, OptIn],
     now: datetime,
@@ -1077,7 +1085,8 @@ def evaluate(
     every dependant off too. Choices for keys that are not registered are ignored.
 
     Args:
-        registry: The host's lab features (one snapshot of it is read).
+        registry: The host's lab features (one snapshot of it is read), or a
+            snapshot taken earlier.
         user_id: The user.
         choices: The user's :class:`OptIn` records by feature key.
         now: The current time (aware).
@@ -1091,8 +1100,9 @@ def evaluate(
             to another user.
     """
     _check_now(now)
+    snapshot = registry if isinstance(registry, RegistrySnapshot) else registry.snapshot
     states: dict[str, FeatureState] = {}
-    for c in registry.snapshot.compiled:
+    for c in snapshot.compiled:
         key = c.key
         choice = choices.get(key)
         if choice is not None and choice.user_id != user_id:

@@ -19,6 +19,12 @@ price is that a capped account may wait up to two windows.
 Storage must apply ``check`` + ``record_*`` atomically (one transaction per attempt);
 otherwise concurrent attempts can all pass ``check`` before any failure is counted.
 
+When verifying takes long and must run outside any transaction (password hashing),
+count the attempt **in advance**: ``check`` then ``record_failure`` in one transaction,
+verify, and on success call :meth:`LockoutPolicy.settle_success` in a second one,
+which resets the back-off and gives the reserved failure back. Concurrent attempts then
+never get more verifications than the policy allows.
+
 >>> from datetime import datetime, UTC
 >>> now = datetime(2026, 1, 1, tzinfo=UTC)
 >>> policy = LockoutPolicy()
@@ -192,6 +198,42 @@ class LockoutPolicy:
             locked_until=locked_until,
             window_start=now if rolled.window_start is None else rolled.window_start,
             failures_in_window=rolled.failures_in_window + 1,
+        )
+
+    def settle_success(
+        self, state: FailureState, *, counted_at: datetime, now: datetime
+    ) -> FailureState:
+        """Return the state after an attempt counted in advance (at ``counted_at``) succeeded.
+
+        Like :meth:`record_success`, and the failure recorded for the attempt is removed
+        from the hourly count again (from whichever window it fell in, if that window
+        still counts), so successful attempts never use up the hourly cap.
+
+        Args:
+            state: The stored state (which includes the advance failure).
+            counted_at: The ``now`` given to :meth:`record_failure` for this attempt.
+            now: The current time.
+
+        Raises:
+            ValueError: if a datetime is naive.
+        """
+        now = ensure_utc(now)
+        counted_at = ensure_utc(counted_at)
+        rolled = self._rolled(state, now)
+        current = rolled.failures_in_window
+        previous = rolled.failures_in_previous_window
+        start = rolled.window_start
+        if start is not None:
+            if counted_at >= start:
+                current = max(0, current - 1)
+            elif counted_at >= start - self.window:
+                previous = max(0, previous - 1)
+        return attrs.evolve(
+            rolled,
+            consecutive_failures=0,
+            locked_until=None,
+            failures_in_window=current,
+            failures_in_previous_window=previous,
         )
 
     def record_success(self, state: FailureState) -> FailureState:

@@ -29,8 +29,6 @@ The bundled list is read lazily, once per process, on the first check.
 from __future__ import annotations
 
 import functools
-import gzip
-import importlib.resources
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
@@ -59,6 +57,11 @@ def common_passwords() -> frozenset[str]:
     Returns:
         The passwords, lowercase.
     """
+    # Imported here: importlib.resources and gzip cost ~6 ms that importing the
+    # package must not pay.
+    import gzip  # noqa: PLC0415 - lazy
+    import importlib.resources  # noqa: PLC0415 - lazy
+
     resource = importlib.resources.files("enspace_profile._security") / "data"
     data = (resource / _BLOCKLIST_RESOURCE).read_bytes()
     return frozenset(gzip.decompress(data).decode("utf-8").splitlines())

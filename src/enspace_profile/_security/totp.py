@@ -24,7 +24,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -217,6 +217,21 @@ def otpauth_uri(
     )
 
 
+def _check_step(step: int) -> None:
+    if not 0 <= step < 1 << 64:
+        raise ValidationError.single(
+            "step", "out_of_range", "the time step must be between 1970 and the far future"
+        )
+
+
+def _hotp(key: bytes, counter: int, digits: int) -> str:
+    """RFC 4226 HOTP: HMAC-SHA1 of the 8-byte counter, dynamically truncated."""
+    digest = hmac.digest(key, counter.to_bytes(8, "big"), hashlib.sha1)
+    offset = digest[-1] & 0x0F
+    number = int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFF_FFFF
+    return str(number % 10**digits).zfill(digits)
+
+
 def _normalize_code(code: object, digits: int) -> str | None:
     if not isinstance(code, str) or len(code) > _MAX_CODE_INPUT:
         return None
@@ -258,7 +273,11 @@ class Totp:
         Raises:
             ValueError: if ``when`` is naive.
         """
-        return (ensure_utc(when) - _EPOCH) // timedelta(seconds=self.period)
+        if when.tzinfo is None or when.utcoffset() is None:
+            ensure_utc(when)  # raises the library's ValueError for naive datetimes
+        # Aware subtraction honours any offset; whole seconds then floor exactly.
+        elapsed = when - _EPOCH
+        return (elapsed.days * 86_400 + elapsed.seconds) // self.period
 
     def code_for_step(self, secret: TotpSecret, step: int) -> str:
         """Return the code for one time step (RFC 4226 HOTP with the step as counter).
@@ -266,14 +285,8 @@ class Totp:
         Raises:
             ValidationError: ``step.out_of_range`` if the step is negative or beyond 64 bits.
         """
-        if not 0 <= step < 1 << 64:
-            raise ValidationError.single(
-                "step", "out_of_range", "the time step must be between 1970 and the far future"
-            )
-        digest = hmac.digest(secret.value, step.to_bytes(8, "big"), hashlib.sha1)
-        offset = digest[-1] & 0x0F
-        number = int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFF_FFFF
-        return str(number % 10**self.digits).zfill(self.digits)
+        _check_step(step)
+        return _hotp(secret.value, step, self.digits)
 
     def code_at(self, secret: TotpSecret, when: datetime) -> str:
         """Return the code an authenticator app shows at ``when``.
@@ -323,11 +336,11 @@ class Totp:
             return None
         floor = -1 if last_used_step is None else last_used_step
         matched: int | None = None
-        for step in range(current - self.drift_steps, current + self.drift_steps + 1):
-            if step < 0:
-                continue
+        key, digits = secret.value, self.digits
+        # Steps below 0 (before 1970) do not exist; no datetime reaches 2**64 steps.
+        for step in range(max(0, current - self.drift_steps), current + self.drift_steps + 1):
             # Every candidate is computed and compared, so timing does not reveal which matched.
-            equal = hmac.compare_digest(self.code_for_step(secret, step), candidate)
+            equal = hmac.compare_digest(_hotp(key, step, digits), candidate)
             if equal and step > floor:
                 matched = step
         return matched

@@ -52,6 +52,7 @@ __all__ = [
     "TOKEN_PATTERN",
     "TokenFormat",
     "find_tokens",
+    "token_from_header",
 ]
 
 BASE62_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -90,6 +91,10 @@ _WRONG_PREFIX: Final = "token does not start with the expected prefix"
 _WRONG_LENGTH: Final = "token does not have the expected length"
 _BAD_CHARACTERS: Final = "token contains characters outside A-Z, a-z, 0-9 after its prefix"
 _BAD_CHECKSUM: Final = "token checksum does not match (mistyped or made up)"
+_NO_HEADER: Final = "no credentials in the Authorization header"
+_BAD_SCHEME: Final = "the Authorization header must be 'Bearer <token>' or 'token <token>'"
+_MAX_HEADER_LENGTH: Final = 8192
+_SCHEMES: Final = frozenset({"bearer", "token"})
 
 
 def _checksum(data: bytes) -> str:
@@ -300,3 +305,41 @@ def find_tokens(text: str, *, token_format: TokenFormat = DEFAULT_TOKEN_FORMAT) 
     True
     """
     return token_format.find_tokens(text)
+
+
+def token_from_header(value: str | bytes | None) -> str:
+    """Return the credential of an ``Authorization`` header, ready for ``authenticate``.
+
+    Accepts ``Bearer <token>`` (RFC 6750) and ``token <token>`` (as GitHub does), with
+    the scheme in any case and surrounding whitespace ignored. The credential itself is
+    not checked here: pass it to ``panel.tokens.authenticate``, which does.
+
+    Args:
+        value: The header's value as the web framework hands it over (``None`` if the
+            request has no such header).
+
+    Returns:
+        The credential part.
+
+    Raises:
+        MalformedTokenError: if the header is missing, empty, far too long, not text,
+            or uses another scheme (``Basic ...``). The message never repeats the header.
+
+    >>> token_from_header("Bearer esp_abc")
+    'esp_abc'
+    >>> token_from_header("token esp_abc")
+    'esp_abc'
+    """
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedTokenError(_BAD_CHARACTERS) from None
+    if not isinstance(value, str) or not value.strip():
+        raise MalformedTokenError(_NO_HEADER)
+    if len(value) > _MAX_HEADER_LENGTH:
+        raise MalformedTokenError(_TOO_LONG)
+    parts = value.split(None, 1)
+    if len(parts) != 2 or parts[0].lower() not in _SCHEMES:
+        raise MalformedTokenError(_BAD_SCHEME)
+    return parts[1].strip()

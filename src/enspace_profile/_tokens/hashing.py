@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -132,6 +132,52 @@ def _encode(raw: str) -> bytes:
     return raw.encode("utf-8", "surrogatepass")
 
 
+_BLOCK_SIZE: Final = 64  # SHA-256 block size in bytes (RFC 2104's B)
+_IPAD: Final = bytes(0x36 for _ in range(_BLOCK_SIZE))
+_OPAD: Final = bytes(0x5C for _ in range(_BLOCK_SIZE))
+
+
+class _Prepared:
+    """SHA-256 states that have already absorbed ``K xor ipad`` and ``K xor opad``.
+
+    HMAC (RFC 2104) is ``H((K ^ opad) || H((K ^ ipad) || m))``. Both key blocks are the
+    same for every message, so they are hashed once here and each digest only copies the
+    two states: two compression rounds fewer than keying a new HMAC per call, and no
+    Python-level wrapper objects. Holds key material: never printed.
+    """
+
+    __slots__ = ("inner", "outer")
+
+    def __init__(self, secret: bytes) -> None:
+        key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK_SIZE else secret
+        key = key.ljust(_BLOCK_SIZE, b"\0")
+        self.inner = hashlib.sha256(bytes(k ^ p for k, p in zip(key, _IPAD, strict=True)))
+        self.outer = hashlib.sha256(bytes(k ^ p for k, p in zip(key, _OPAD, strict=True)))
+
+    def __repr__(self) -> str:
+        return "<prepared HMAC-SHA256 key>"
+
+    def digest(self, data: bytes) -> bytes:
+        inner = self.inner.copy()
+        inner.update(data)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+def _digester(prepared: _Prepared) -> Callable[[str], bytes]:
+    inner_state, outer_state = prepared.inner, prepared.outer
+
+    def digest(raw: str) -> bytes:
+        inner = inner_state.copy()
+        inner.update(raw.encode("utf-8", "surrogatepass"))
+        outer = outer_state.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    return digest
+
+
 @attrs.frozen
 class TokenHasher:
     """Computes keyed digests of tokens under an ordered list of peppers.
@@ -139,9 +185,10 @@ class TokenHasher:
     The first pepper is current; older ones remain so that tokens created before a
     rotation still authenticate (and can be re-keyed by the service).
 
-    Per call the hasher copies a prepared HMAC object instead of building a new one
-    (keying HMAC-SHA256 costs two extra compression rounds): measured ~1.0 µs against
-    ~1.4 µs for ``hmac.new(...).digest()`` or ``hmac.digest(...)``.
+    The digest is standard HMAC-SHA256 (equal to ``hmac.digest(secret, token,
+    "sha256")``), computed from SHA-256 states prepared once per pepper: measured
+    ~0.6 µs per token against ~1.0 µs for copying a prepared ``hmac.HMAC`` and ~1.4 µs
+    for ``hmac.digest(...)``. This matters because every API call pays it.
 
     Attributes:
         peppers: Non-empty; ids unique; first is current.
@@ -154,11 +201,13 @@ class TokenHasher:
         converter=_to_pepper_tuple,
         validator=_validate_peppers,
     )
-    _macs: Mapping[str, hmac.HMAC] = attrs.field(init=False, repr=False, eq=False)
+    _prepared: Mapping[str, _Prepared] = attrs.field(init=False, repr=False, eq=False)
+    _current: Callable[[str], bytes] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        macs = {p.id: hmac.new(p.secret, digestmod=hashlib.sha256) for p in self.peppers}
-        object.__setattr__(self, "_macs", macs)
+        prepared = {p.id: _Prepared(p.secret) for p in self.peppers}
+        object.__setattr__(self, "_prepared", prepared)
+        object.__setattr__(self, "_current", _digester(prepared[self.peppers[0].id]))
 
     @property
     def current_pepper_id(self) -> str:
@@ -169,6 +218,15 @@ class TokenHasher:
     def pepper_ids(self) -> tuple[str, ...]:
         """All pepper ids, current first."""
         return tuple(p.id for p in self.peppers)
+
+    @property
+    def current_digest(self) -> Callable[[str], bytes]:
+        """A function ``raw -> digest`` under the current pepper, for the hot path.
+
+        Equivalent to ``self.digest(raw)`` without the pepper selection; fetch it once
+        and call it per request.
+        """
+        return self._current
 
     def digest(self, raw: str, pepper_id: str | None = None) -> bytes:
         """Return the 32-byte HMAC-SHA256 of ``raw`` under one pepper.
@@ -185,16 +243,18 @@ class TokenHasher:
                 a row written under a pepper that has since been removed.
         """
         if pepper_id is None:
-            pepper_id = self.peppers[0].id
-        try:
-            prepared = self._macs[pepper_id]
-        except KeyError:
-            raise NotFoundError("pepper", pepper_id) from None
-        mac = prepared.copy()
-        mac.update(_encode(raw))
-        return mac.digest()
+            return self._current(raw)
+        prepared = self._prepared.get(pepper_id)
+        if prepared is None:
+            raise NotFoundError("pepper", pepper_id)
+        return prepared.digest(_encode(raw))
 
-    def candidates(self, raw: str) -> Iterator[tuple[str, bytes]]:
+    def candidates(
+        self,
+        raw: str,
+        *,
+        include_current: bool = True,
+    ) -> Iterator[tuple[str, bytes]]:
         """Yield ``(pepper_id, digest)`` for every pepper, current first, lazily.
 
         A lookup tries the current digest first and falls back to older peppers only
@@ -202,15 +262,17 @@ class TokenHasher:
 
         Args:
             raw: The token.
+            include_current: ``False`` to start with the first *older* pepper (the
+                caller already tried the current one).
 
         Yields:
             One ``(pepper_id, digest)`` pair per configured pepper.
         """
         encoded = _encode(raw)
-        for pepper_id, prepared in self._macs.items():
-            mac = prepared.copy()
-            mac.update(encoded)
-            yield pepper_id, mac.digest()
+        current = self.peppers[0].id
+        for pepper_id, prepared in self._prepared.items():
+            if include_current or pepper_id != current:
+                yield pepper_id, prepared.digest(encoded)
 
     def verify(self, raw: str, *, pepper_id: str, digest: bytes) -> bool:
         """Return whether ``digest`` is the digest of ``raw`` under ``pepper_id`` (constant time).

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import attrs
 
+from enspace_profile.stores._sqlite_integrations import INTEGRATIONS_MIGRATION
+from enspace_profile.stores._sqlite_lab import LAB_MIGRATION
+from enspace_profile.stores._sqlite_security import SECURITY_MIGRATION
+from enspace_profile.stores._sqlite_tokens import TOKEN_MIGRATION
+
 __all__ = ["MIGRATIONS", "Migration", "latest_version", "ordered"]
 
 
@@ -69,6 +74,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(2, "personal access tokens (Dev tab)", TOKEN_MIGRATION),
+    Migration(3, "credentials, failure counters and sessions (Security tab)", SECURITY_MIGRATION),
+    Migration(
+        4,
+        "connections, sealed credentials, pending OAuth requests (Integrations tab)",
+        INTEGRATIONS_MIGRATION,
+    ),
+    Migration(5, "lab choices and their change marker (Lab tab)", LAB_MIGRATION),
 )
 
 

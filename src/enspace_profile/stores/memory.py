@@ -21,12 +21,22 @@ import attrs
 
 from enspace_profile._audit import AuditEvent
 from enspace_profile._profile.domain import Profile
+from enspace_profile._tokens.domain import TokenCredential
 from enspace_profile.exceptions import (
     AlreadyExistsError,
     ConflictError,
     NotFoundError,
     StorageError,
 )
+from enspace_profile.stores._memory_integrations import IntegrationTables, MemoryIntegrations
+from enspace_profile.stores._memory_lab import LabTables, MemoryLab
+from enspace_profile.stores._memory_security import (
+    MemoryCredentials,
+    MemorySessions,
+    MemoryThrottle,
+    SecurityTables,
+)
+from enspace_profile.stores._memory_tokens import MemoryTokens, TokenTables
 from enspace_profile.typing import Blob
 
 __all__ = ["MemoryStorage", "MemoryTransaction"]
@@ -37,10 +47,11 @@ _MISSING: Any = object()
 class Journal:
     """Undo log of one transaction: each mutation registers how to reverse it."""
 
-    __slots__ = ("_undo", "writable")
+    __slots__ = ("_commit", "_undo", "writable")
 
     def __init__(self, *, writable: bool) -> None:
         self._undo: list[Callable[[], None]] = []
+        self._commit: list[Callable[[], None]] = []
         self.writable = writable
 
     def _check(self) -> None:
@@ -74,6 +85,17 @@ class Journal:
         self._check()
         self._undo.append(action)
 
+    def on_commit(self, action: Callable[[], None]) -> None:
+        """Register an action to run once the transaction commits (still under the lock)."""
+        self._check()
+        self._commit.append(action)
+
+    def commit(self) -> None:
+        """Run the registered commit actions, in order."""
+        actions, self._commit = self._commit, []
+        for action in actions:
+            action()
+
     def rollback(self) -> None:
         """Undo every mutation, newest first."""
         while self._undo:
@@ -95,6 +117,10 @@ class _Tables:
     audit: list[AuditEvent] = attrs.Factory(list)
     audit_ids: set[str] = attrs.Factory(set)
     blobs: dict[str, tuple[Blob, int]] = attrs.Factory(dict)
+    tokens: TokenTables = attrs.Factory(TokenTables)
+    lab: LabTables = attrs.Factory(LabTables)
+    security: SecurityTables = attrs.Factory(SecurityTables)
+    integrations: IntegrationTables = attrs.Factory(IntegrationTables)
 
 
 class _Profiles:
@@ -193,7 +219,19 @@ class _Blobs:
 class MemoryTransaction:
     """A unit of work over a :class:`MemoryStorage` (a ``Transaction``)."""
 
-    __slots__ = ("audit", "blobs", "journal", "profiles", "tables")
+    __slots__ = (
+        "_tokens",
+        "audit",
+        "blobs",
+        "credentials",
+        "integrations",
+        "journal",
+        "lab",
+        "profiles",
+        "sessions",
+        "tables",
+        "throttle",
+    )
 
     def __init__(self, tables: _Tables, journal: Journal) -> None:
         self.tables = tables
@@ -201,6 +239,20 @@ class MemoryTransaction:
         self.profiles = _Profiles(tables, journal)
         self.audit = _Audit(tables, journal)
         self.blobs = _Blobs(tables, journal)
+        self.lab = MemoryLab(tables.lab, journal)
+        self.credentials = MemoryCredentials(tables.security, journal)
+        self.throttle = MemoryThrottle(tables.security, journal)
+        self.sessions = MemorySessions(tables.security, journal)
+        self.integrations = MemoryIntegrations(tables.integrations, journal)
+        self._tokens: MemoryTokens | None = None
+
+    @property
+    def tokens(self) -> MemoryTokens:
+        """The token repository (created on first use: most transactions never need it)."""
+        repo = self._tokens
+        if repo is None:
+            repo = self._tokens = MemoryTokens(self.tables.tokens, self.journal)
+        return repo
 
 
 class MemoryStorage:
@@ -231,6 +283,23 @@ class MemoryStorage:
             except BaseException:
                 journal.rollback()
                 raise
+            journal.commit()
+
+    def token_lookup(self) -> Callable[[bytes], TokenCredential | None]:
+        """Return the lock-free ``digest -> credential`` lookup (see ``SupportsTokenLookup``).
+
+        It reads a map that only changes when a transaction commits, with a single
+        (atomic) ``dict.get``: no lock, nothing uncommitted.
+        """
+        get = self._tables.tokens.credentials.get
+
+        def lookup(digest: bytes) -> TokenCredential | None:
+            if self._closed:
+                msg = "storage is closed"
+                raise StorageError(msg, code="storage.closed")
+            return get(digest)
+
+        return lookup
 
     def close(self) -> None:
         """Mark the storage closed (further transactions raise ``StorageError``)."""

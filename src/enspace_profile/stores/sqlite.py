@@ -22,15 +22,25 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Self
 
+from enspace_profile._tokens.domain import TokenCredential
 from enspace_profile.exceptions import SchemaVersionError, StorageError
 from enspace_profile.stores._sqlite_base import translate
+from enspace_profile.stores._sqlite_integrations import SQLiteIntegrations
+from enspace_profile.stores._sqlite_lab import SQLiteLab
 from enspace_profile.stores._sqlite_profiles import SQLiteAudit, SQLiteBlobs, SQLiteProfiles
 from enspace_profile.stores._sqlite_schema import latest_version, ordered
+from enspace_profile.stores._sqlite_security import (
+    SQLiteCredentials,
+    SQLiteSessions,
+    SQLiteThrottle,
+)
+from enspace_profile.stores._sqlite_tokens import SQLiteTokens, token_lookup
 
 __all__ = ["MINIMUM_SQLITE_VERSION", "SQLiteStorage", "SQLiteTransaction"]
 
@@ -41,7 +51,19 @@ MINIMUM_SQLITE_VERSION = (3, 37, 0)
 class SQLiteTransaction:
     """A unit of work on one connection (see :class:`enspace_profile.typing.Transaction`)."""
 
-    __slots__ = ("audit", "blobs", "connection", "profiles", "writable")
+    __slots__ = (
+        "_tokens",
+        "audit",
+        "blobs",
+        "connection",
+        "credentials",
+        "integrations",
+        "lab",
+        "profiles",
+        "sessions",
+        "throttle",
+        "writable",
+    )
 
     def __init__(self, connection: sqlite3.Connection, *, writable: bool) -> None:
         self.connection = connection
@@ -49,6 +71,20 @@ class SQLiteTransaction:
         self.profiles = SQLiteProfiles(connection, writable=writable)
         self.audit = SQLiteAudit(connection, writable=writable)
         self.blobs = SQLiteBlobs(connection, writable=writable)
+        self.credentials = SQLiteCredentials(connection, writable=writable)
+        self.throttle = SQLiteThrottle(connection, writable=writable)
+        self.sessions = SQLiteSessions(connection, writable=writable)
+        self.lab = SQLiteLab(connection, writable=writable)
+        self.integrations = SQLiteIntegrations(connection, writable=writable)
+        self._tokens: SQLiteTokens | None = None
+
+    @property
+    def tokens(self) -> SQLiteTokens:
+        """The token repository (created on first use: most transactions never need it)."""
+        repo = self._tokens
+        if repo is None:
+            repo = self._tokens = SQLiteTokens(self.connection, writable=self.writable)
+        return repo
 
 
 class _Local(threading.local):
@@ -191,6 +227,24 @@ class SQLiteStorage:
         except sqlite3.Error as exc:
             self._rollback(conn)
             raise translate(exc) from exc
+
+    def token_lookup(self) -> Callable[[bytes], TokenCredential | None]:
+        """Return the ``digest -> credential`` lookup (see ``SupportsTokenLookup``).
+
+        The hot path of ``panel.tokens.authenticate``: a single ``SELECT`` needs no
+        ``BEGIN``/``COMMIT`` (it reads one consistent snapshot on its own), so it runs
+        directly on the thread's connection.
+        """
+        if self._memory:  # one shared connection, used under the lock
+            shared = SimpleNamespace(connection=self._connection(), pid=os.getpid())
+            lookup = token_lookup(shared, self._connection)
+
+            def locked(digest: bytes) -> TokenCredential | None:
+                with self._shared_lock:
+                    return lookup(digest)
+
+            return locked
+        return token_lookup(self._local, self._connection)
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:

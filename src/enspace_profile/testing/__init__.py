@@ -39,17 +39,45 @@ from enspace_profile.exceptions import (
     NotFoundError,
     StorageError,
 )
+from enspace_profile.testing._integrations import (
+    IntegrationRepositoryContract,
+    make_connection,
+    make_pending,
+    make_sealed_box,
+)
+from enspace_profile.testing._lab import LabRepositoryContract, make_opt_in
+from enspace_profile.testing._security import (
+    CredentialRepositoryContract,
+    SessionRepositoryContract,
+    ThrottleRepositoryContract,
+    make_credentials,
+    make_session,
+)
+from enspace_profile.testing._tokens import TokenRepositoryContract, make_token
 from enspace_profile.typing import Blob, Storage, SupportsBlobs
 
 __all__ = [
     "AuditLogContract",
     "BlobRepositoryContract",
     "ConcurrencyContract",
+    "CredentialRepositoryContract",
+    "IntegrationRepositoryContract",
+    "LabRepositoryContract",
     "ProfileRepositoryContract",
+    "SessionRepositoryContract",
     "StorageContract",
+    "ThrottleRepositoryContract",
+    "TokenRepositoryContract",
     "TransactionContract",
+    "make_connection",
+    "make_credentials",
     "make_event",
+    "make_opt_in",
+    "make_pending",
     "make_profile",
+    "make_sealed_box",
+    "make_session",
+    "make_token",
 ]
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -427,5 +455,11 @@ class StorageContract(
     TransactionContract,
     BlobRepositoryContract,
     ConcurrencyContract,
+    IntegrationRepositoryContract,
+    LabRepositoryContract,
+    CredentialRepositoryContract,
+    ThrottleRepositoryContract,
+    SessionRepositoryContract,
+    TokenRepositoryContract,
 ):
     """Every contract in one class: subclass this and provide the ``storage`` fixture."""
