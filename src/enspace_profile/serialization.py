@@ -25,6 +25,7 @@ import cattrs
 
 from enspace_profile._audit import JSONValue
 from enspace_profile._clock import ensure_utc
+from enspace_profile._tokens.domain import Principal
 
 __all__ = ["converter", "make_converter"]
 
@@ -54,6 +55,16 @@ def make_converter() -> cattrs.Converter:
     # StrEnum members are str instances, and cattrs would pass them through as enum
     # objects (str comes before Enum in their MRO): register on StrEnum itself.
     conv.register_unstructure_hook(enum.StrEnum, lambda member: member.value)
+    # Principal is a named tuple (built on every API request); at the boundary it is
+    # a dict like the attrs classes, not a list.
+    conv.register_unstructure_hook(
+        Principal,
+        lambda p: {"user_id": p.user_id, "token_id": p.token_id, "scopes": sorted(p.scopes)},
+    )
+    conv.register_structure_hook(
+        Principal,
+        lambda d, _: Principal(user_id=d["user_id"], token_id=d["token_id"], scopes=d["scopes"]),
+    )
     return conv
 
 

@@ -588,10 +588,11 @@ class SupportsTokenLookup(Protocol):
     def token_lookup(self) -> Callable[[bytes], TokenCredential | None]:
         """Return a function ``digest -> credential or None`` (the service fetches it once).
 
-        The function sees only committed data and is safe to call from any thread,
-        but not while that thread has a transaction of this storage open; after the
-        storage is closed it raises ``StorageError``. A function rather than a
-        method, so that each adapter can hand out its fastest path.
+        The function sees only committed data and is safe to call from any thread.
+        Inside a transaction of the same thread it must not see that transaction's
+        writes (raising ``StorageError`` is fine); after the storage is closed it
+        raises ``StorageError``. A function rather than a method, so that each
+        adapter can hand out its fastest path.
         """
         ...
 

@@ -21,6 +21,7 @@ from enspace_profile._tokens.domain import (
     ScopeCatalog,
     TokenCredential,
     TokenStatus,
+    build_principal,
     describe_rejection,
     from_micros,
     to_micros,
@@ -461,6 +462,28 @@ class TestPrincipal:
 
         assert pickle.loads(pickle.dumps(self.PRINCIPAL)) == self.PRINCIPAL
         assert {self.PRINCIPAL: 1}[self.PRINCIPAL] == 1
+
+    def test_fast_builder_equals_the_constructor(self):
+        """build_principal makes the same immutable principal as the constructor."""
+        built = build_principal("user-1", "tok-1", frozenset({"repo:read", "user.email"}))
+        assert built == self.PRINCIPAL
+        assert type(built) is Principal
+        assert hash(built) == hash(self.PRINCIPAL)
+        assert repr(built) == repr(self.PRINCIPAL)
+        with pytest.raises(AttributeError):
+            built.user_id = "other"  # type: ignore[misc]
+
+    def test_serialises_to_json_ready_data(self):
+        """The shared converter turns a principal into a dict with sorted scopes."""
+        from enspace_profile import converter
+
+        data = converter.unstructure(self.PRINCIPAL)
+        assert data == {
+            "user_id": "user-1",
+            "token_id": "tok-1",
+            "scopes": ["repo:read", "user.email"],
+        }
+        assert converter.structure(data, Principal) == self.PRINCIPAL
 
 
 class TestTokenCredential:

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -85,6 +85,7 @@ __all__ = [
     "TOKEN_REVOKED",
     "TOKEN_ROTATED",
     "TOKEN_UPDATED",
+    "Authenticate",
     "TokenService",
 ]
 
@@ -166,6 +167,21 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+class Authenticate(Protocol):
+    """The signature of :attr:`TokenService.authenticate`."""
+
+    def __call__(
+        self,
+        raw_token: object,
+        /,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> Principal:
+        """Return who ``raw_token`` authenticates, or raise a ``TokenError`` saying why."""
+        ...
+
+
 def _nanoseconds(clock: Clock) -> Callable[[], int]:
     """Return a function telling ``clock``'s time in integer nanoseconds since the epoch.
 
@@ -223,6 +239,12 @@ class TokenService:
             10 minutes); ``timedelta(0)`` records every use.
         notifier: Receives each audit event after its transaction committed.
 
+    Attributes:
+        authenticate: ``authenticate(raw_token, *, ip=None, user_agent=None)``, the
+            check behind every API call (:class:`Authenticate`; ``help()`` on it has
+            the details). A function attribute rather than a method: it is built once
+            as a closure, which saves attribute look-ups on every request.
+
     Raises:
         ValidationError: on construction, for an out-of-range cap or interval.
     """
@@ -244,13 +266,13 @@ class TokenService:
     notifier: Notifier | None = None
 
     # Bound once, so the hot path does no attribute chasing or capability checks.
-    _check: Callable[[object], str] = attrs.field(init=False, repr=False, eq=False)
-    _digest: Callable[[str], bytes] = attrs.field(init=False, repr=False, eq=False)
     _lookup: Callable[[bytes], TokenCredential | None] = attrs.field(
         init=False, repr=False, eq=False
     )
     _now_ns: Callable[[], int] = attrs.field(init=False, repr=False, eq=False)
     _interval_us: int = attrs.field(init=False, repr=False, eq=False)
+    authenticate: Authenticate = attrs.field(init=False, repr=False, eq=False)
+    """Return who a token authenticates, or raise why not: see :class:`Authenticate`."""
 
     def __attrs_post_init__(self) -> None:
         lookup = (
@@ -258,61 +280,77 @@ class TokenService:
             if isinstance(self.storage, SupportsTokenLookup)
             else self._lookup_in_transaction
         )
-        object.__setattr__(self, "_check", self.token_format.check)
-        object.__setattr__(self, "_digest", self.hasher.current_digest)
         object.__setattr__(self, "_lookup", lookup)
         object.__setattr__(self, "_now_ns", _nanoseconds(self.clock))
         object.__setattr__(self, "_interval_us", _whole_micros(self.last_used_interval))
+        object.__setattr__(self, "authenticate", self._authenticator())
 
     # ------------------------------------------------------------------ authentication
 
-    def authenticate(
-        self,
-        raw_token: object,
-        *,
-        ip: str | None = None,
-        user_agent: str | None = None,
-    ) -> Principal:
-        """Return who ``raw_token`` authenticates, or raise why it does not.
+    def _authenticator(self) -> Authenticate:
+        """Build :attr:`authenticate` as a closure over everything the hot path needs.
 
-        Malformed input and bad checksums are refused before any storage access. A
-        valid token costs one HMAC and one indexed lookup; "last used" is written at
-        most once per :attr:`last_used_interval` (a failure to write it is logged and
-        does not fail the request).
-
-        Args:
-            raw_token: The credential exactly as the client sent it (see
-                :func:`~enspace_profile.token_from_header`).
-            ip: The client's address, as the host determined it (stored, cut to 64).
-            user_agent: The client's user agent (stored, cut to 512 characters).
-
-        Returns:
-            The principal: user id, token id and scopes.
-
-        Raises:
-            MalformedTokenError: ``token.malformed`` (not shaped like our tokens).
-            TokenChecksumError: ``token.bad_checksum`` (a typo or a made-up string).
-            UnknownTokenError: ``token.unknown`` (well-formed but not stored).
-            ExpiredTokenError: ``token.expired``.
-            RevokedTokenError: ``token.revoked`` (also for a token rotated away; its
-                whole family is revoked the first time it is presented again).
-            StorageError: the storage failed.
-
-        Every ``TokenError`` has ``public_message == "invalid token"``: send only that
-        to the client (:func:`~enspace_profile.describe_rejection`).
+        A closure reads its captured values from cells; a method would look up six
+        attributes on ``self`` per call. That and one Python frame fewer are worth
+        about 0.1 µs, a twentieth of the whole call in memory.
         """
-        token = self._check(raw_token)
-        digest = self._digest(token)
-        credential = self._lookup(digest)
-        if credential is not None:
-            now = self._now_ns() // 1000
-            until = credential.valid_until_us
-            if (until is None or now < until) and _digests_equal(credential.digest, digest):
-                last = credential.last_used_us
-                if last is None or now - last >= self._interval_us:
-                    self._record_use(credential.principal, now, ip, user_agent)
-                return credential.principal
-        return self._authenticate_slowly(token, digest, credential, ip, user_agent)
+        check = self.token_format.check
+        digest_of = self.hasher.current_digest
+        lookup = self._lookup
+        now_ns = self._now_ns
+        interval = self._interval_us
+        record_use = self._record_use
+        slowly = self._authenticate_slowly
+        equal = _digests_equal
+
+        def authenticate(
+            raw_token: object,
+            *,
+            ip: str | None = None,
+            user_agent: str | None = None,
+        ) -> Principal:
+            """Return who ``raw_token`` authenticates, or raise why it does not.
+
+            Malformed input and bad checksums are refused before any storage access. A
+            valid token costs one HMAC and one indexed lookup; "last used" is written at
+            most once per :attr:`last_used_interval` (a failure to write it is logged and
+            does not fail the request).
+
+            Args:
+                raw_token: The credential exactly as the client sent it (see
+                    :func:`~enspace_profile.token_from_header`).
+                ip: The client's address, as the host determined it (stored, cut to 64).
+                user_agent: The client's user agent (stored, cut to 512 characters).
+
+            Returns:
+                The principal: user id, token id and scopes.
+
+            Raises:
+                MalformedTokenError: ``token.malformed`` (not shaped like our tokens).
+                TokenChecksumError: ``token.bad_checksum`` (a typo or a made-up string).
+                UnknownTokenError: ``token.unknown`` (well-formed but not stored).
+                ExpiredTokenError: ``token.expired``.
+                RevokedTokenError: ``token.revoked`` (also for a token rotated away; its
+                    whole family is revoked the first time it is presented again).
+                StorageError: the storage failed.
+
+            Every ``TokenError`` has ``public_message == "invalid token"``: send only that
+            to the client (:func:`~enspace_profile.describe_rejection`).
+            """
+            token = check(raw_token)
+            digest = digest_of(token)
+            credential = lookup(digest)
+            if credential is not None:
+                now = now_ns() // 1000
+                until = credential.valid_until_us
+                if (until is None or now < until) and equal(credential.digest, digest):
+                    last = credential.last_used_us
+                    if last is None or now - last >= interval:
+                        record_use(credential.principal, now, ip, user_agent)
+                    return credential.principal
+            return slowly(token, digest, credential, ip, user_agent)
+
+        return authenticate
 
     def require_scopes(self, principal: Principal, *required: str) -> None:
         """Refuse a call whose token lacks any of the ``required`` scopes.
@@ -893,7 +931,7 @@ class TokenService:
 
     def _new_secret(self) -> tuple[str, bytes]:
         secret = self.token_format.generate(self.rng)
-        return secret, self._digest(secret)
+        return secret, self.hasher.current_digest(secret)
 
     def _resolve_expiry(self, expires: Expiry | Keep, *, now: datetime) -> datetime | None:
         choice = self.expiry_policy.default_days if expires is KEEP else expires

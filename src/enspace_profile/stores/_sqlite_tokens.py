@@ -303,10 +303,10 @@ def token_lookup(
         conn = local.connection
         if conn is None or local.pid != getpid():
             conn = connect()
-        if conn.in_transaction:
-            msg = "token lookups cannot run inside a transaction on the same thread"
-            raise StorageError(msg, code="storage.nested_transaction")
         try:
+            if conn.in_transaction:
+                msg = "token lookups cannot run inside a transaction on the same thread"
+                raise StorageError(msg, code="storage.nested_transaction")
             row = conn.execute(_LOOKUP, (digest,)).fetchone()
         except sqlite3.Error as exc:
             connect()  # raises "storage is closed" if that is why
@@ -319,7 +319,7 @@ def token_lookup(
             if len(scope_sets) >= _MAX_SCOPE_SETS:
                 scope_sets.clear()
             scope_set = scope_sets[scopes] = frozenset(scopes.split())
-        principal = make(Principal, (user_id, token_id, scope_set))
+        principal = make(Principal, (user_id, token_id, scope_set))  # build_principal, inlined
         return make(TokenCredential, (principal, until, last_used, pepper_id, stored))
 
     return lookup

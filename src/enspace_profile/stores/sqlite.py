@@ -125,7 +125,9 @@ class SQLiteStorage:
         self._local = _Local()
         self._all: list[sqlite3.Connection] = []
         self._registry_lock = threading.Lock()
-        self._shared_lock = threading.Lock()  # serialises ":memory:" use of one connection
+        # Serialises ":memory:" use of one connection. Re-entrant, so that nesting on one
+        # thread reaches the "nested transaction" error instead of deadlocking.
+        self._shared_lock = threading.RLock()
         self._shared: sqlite3.Connection | None = None
         self._closed = False
         if not self._memory:

@@ -418,3 +418,27 @@ class TokenRepositoryContract(_Base):
         with _tokens(storage) as repo:
             repo.prune(T0 + timedelta(days=1))
         assert lookup(token.digest) is None
+
+    def test_lookup_after_close_raises_storage_error(self, storage: Storage) -> None:
+        """A lookup function kept past close() raises StorageError instead of reading."""
+        lookup = self._lookup(storage)
+        token = make_token(1)
+        _add(storage, token)
+        assert lookup(token.digest) is not None
+        storage.close()
+        with pytest.raises(StorageError):
+            lookup(token.digest)
+
+    def test_lookup_inside_a_transaction_on_the_same_thread_is_refused_or_committed(
+        self, storage: Storage
+    ) -> None:
+        """A lookup never returns what the caller's own open transaction has not committed."""
+        lookup = self._lookup(storage)
+        token = make_token(1)
+        with _tokens(storage) as repo:
+            repo.add(token)
+            try:
+                found = lookup(token.digest)
+            except StorageError:
+                found = None
+            assert found is None
