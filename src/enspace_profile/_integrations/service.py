@@ -16,6 +16,7 @@ from datetime import timedelta
 import attrs
 
 from enspace_profile._audit import AuditEvent, FieldChange, JSONValue, Notifier, deliver
+from enspace_profile._capability import repository
 from enspace_profile._clock import Clock
 from enspace_profile._crypto.keyring import KeyRing, SealedBox
 from enspace_profile._integrations.domain import (
@@ -52,7 +53,6 @@ from enspace_profile._security.reauth import (
     SensitiveAction,
 )
 from enspace_profile.exceptions import (
-    CapabilityError,
     ConfigurationError,
     ConflictError,
     NotFoundError,
@@ -62,7 +62,6 @@ from enspace_profile.exceptions import (
 from enspace_profile.typing import (
     IntegrationRepository,
     Storage,
-    SupportsIntegrations,
     Transaction,
 )
 
@@ -154,9 +153,8 @@ def require_integrations(tx: Transaction, storage: Storage) -> IntegrationReposi
     Raises:
         CapabilityError: naming the ``integrations`` repository.
     """
-    if not isinstance(tx, SupportsIntegrations):
-        raise CapabilityError("integrations", storage)
-    return tx.integrations
+    integrations: IntegrationRepository = repository(tx, "integrations", storage)
+    return integrations
 
 
 def _check_version(value: object, field: str) -> int:

@@ -23,11 +23,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Final, cast
+from typing import Final
 
 import attrs
 
 from enspace_profile._audit import AuditEvent, FieldChange, Notifier, deliver
+from enspace_profile._capability import repository
 from enspace_profile._clock import Clock
 from enspace_profile._lab.domain import (
     ErrorCollector,
@@ -47,8 +48,8 @@ from enspace_profile._lab.domain import (
     validate_user_id,
 )
 from enspace_profile._random import RandomSource, new_id
-from enspace_profile.exceptions import CapabilityError, NotFoundError, ValidationError
-from enspace_profile.typing import LabRepository, Storage, SupportsLab, Transaction
+from enspace_profile.exceptions import NotFoundError, ValidationError
+from enspace_profile.typing import LabRepository, Storage, Transaction
 
 __all__ = [
     "LAB_OPTED_IN",
@@ -233,7 +234,6 @@ class _StateCache:
         "monotonic",
         "refresh_lock",
         "revision",
-        "tx_types",
     )
 
     def __init__(self, policy: LabCachePolicy) -> None:
@@ -248,7 +248,6 @@ class _StateCache:
         self.check_at = float("-inf")
         # Transaction classes known to support the lab: a runtime Protocol check costs
         # microseconds, more than the rest of a cold read from memory.
-        self.tx_types: set[type] = set()
 
     def store(self, user_id: str, entry: _Entry, *, epoch: int, revision: int | None) -> None:
         """Keep ``entry`` unless an invalidation happened since ``epoch`` was read."""
@@ -299,9 +298,8 @@ def require_lab(tx: Transaction, storage: Storage) -> LabRepository:
     Raises:
         CapabilityError: if the storage keeps no lab choices.
     """
-    if not isinstance(tx, SupportsLab):
-        raise CapabilityError("lab", storage)
-    return tx.lab
+    lab: LabRepository = repository(tx, "lab", storage)
+    return lab
 
 
 @attrs.frozen
@@ -602,12 +600,7 @@ class LabService:
     # -- internals -----------------------------------------------------------------------
 
     def _repo(self, tx: Transaction) -> LabRepository:
-        known = self._cache.tx_types
-        if type(tx) in known:
-            return cast("SupportsLab", tx).lab
-        repo = require_lab(tx, self.storage)
-        known.add(type(tx))
-        return repo
+        return require_lab(tx, self.storage)
 
     def _event(
         self,

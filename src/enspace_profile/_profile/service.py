@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from enspace_profile._audit import AuditEvent, FieldChange, Notifier, deliver
+from enspace_profile._capability import repository
 from enspace_profile._clock import Clock
 from enspace_profile._profile.avatar import Avatar, avatar_for
 from enspace_profile._profile.domain import (
@@ -20,13 +21,12 @@ from enspace_profile._profile.domain import (
 )
 from enspace_profile._random import RandomSource, new_id
 from enspace_profile.exceptions import (
-    CapabilityError,
     ConflictError,
     FieldError,
     NotFoundError,
     ValidationError,
 )
-from enspace_profile.typing import Blob, BlobRepository, Storage, SupportsBlobs, Transaction
+from enspace_profile.typing import Blob, BlobRepository, Storage, Transaction
 
 __all__ = ["PROFILE_CREATED", "PROFILE_UPDATED", "ProfileService"]
 
@@ -260,6 +260,5 @@ class ProfileService:
 
 def require_blobs(tx: Transaction, storage: Storage) -> BlobRepository:
     """Return the transaction's blob repository or explain that the storage lacks one."""
-    if not isinstance(tx, SupportsBlobs):
-        raise CapabilityError("blobs", storage)
-    return tx.blobs
+    blobs: BlobRepository = repository(tx, "blobs", storage)
+    return blobs

@@ -31,6 +31,7 @@ from typing import Any, Final, NoReturn
 import attrs
 
 from enspace_profile._audit import AuditEvent, JSONValue, Notifier, deliver
+from enspace_profile._capability import optional_repository, repository
 from enspace_profile._clock import Clock
 from enspace_profile._crypto.keyring import KeyRing, SealedBox, aad_for
 from enspace_profile._profile.domain import validate_user_id
@@ -75,7 +76,6 @@ from enspace_profile._security.recovery import (
 )
 from enspace_profile._security.totp import Totp, TotpSecret
 from enspace_profile.exceptions import (
-    CapabilityError,
     ConfigurationError,
     ConflictError,
     FieldError,
@@ -89,9 +89,6 @@ from enspace_profile.typing import (
     CredentialRepository,
     SessionRepository,
     Storage,
-    SupportsCredentials,
-    SupportsSessions,
-    SupportsThrottle,
     ThrottleRepository,
     Transaction,
 )
@@ -244,19 +241,16 @@ class SecurityService:
     # ------------------------------------------------------------------ storage
 
     def _credentials_repo(self, tx: Transaction) -> CredentialRepository:
-        if not isinstance(tx, SupportsCredentials):
-            raise CapabilityError("credentials", self.storage)
-        return tx.credentials
+        credentials: CredentialRepository = repository(tx, "credentials", self.storage)
+        return credentials
 
     def _throttle_repo(self, tx: Transaction) -> ThrottleRepository:
-        if not isinstance(tx, SupportsThrottle):
-            raise CapabilityError("throttle", self.storage)
-        return tx.throttle
+        throttle: ThrottleRepository = repository(tx, "throttle", self.storage)
+        return throttle
 
     def _sessions_repo(self, tx: Transaction) -> SessionRepository:
-        if not isinstance(tx, SupportsSessions):
-            raise CapabilityError("sessions", self.storage)
-        return tx.sessions
+        sessions: SessionRepository = repository(tx, "sessions", self.storage)
+        return sessions
 
     def _load(self, tx: Transaction, user_id: str) -> AccountCredentials:
         stored = self._credentials_repo(tx).get(user_id)
@@ -363,14 +357,15 @@ class SecurityService:
         self, tx: Transaction, user_id: str, keep: str | None, now: datetime, reason: str
     ) -> tuple[tuple[str, ...], list[AuditEvent]]:
         """Delete the user's registered sessions except ``keep``; return ids and events."""
-        if not isinstance(tx, SupportsSessions):
+        sessions: SessionRepository | None = optional_repository(tx, "sessions")
+        if sessions is None:
             return (), []
         revoked: list[str] = []
         events: list[AuditEvent] = []
-        for session in tx.sessions.list_for_user(user_id):
+        for session in sessions.list_for_user(user_id):
             if session.session_id == keep:
                 continue
-            tx.sessions.delete(session.session_id)
+            sessions.delete(session.session_id)
             revoked.append(session.session_id)
             events.append(
                 self._event(
@@ -1439,9 +1434,10 @@ class SecurityService:
         """
         validate_user_id(user_id)
         with self.storage.transaction(write=False) as tx:
-            if not isinstance(tx, SupportsCredentials):
+            credentials: CredentialRepository | None = optional_repository(tx, "credentials")
+            if credentials is None:
                 return None
-            stored = tx.credentials.get(user_id)
+            stored = credentials.get(user_id)
         return None if stored is None else stored.management.managed_by
 
     def credentials_epoch(self, user_id: str) -> int:
@@ -1476,8 +1472,9 @@ class SecurityService:
         with self.storage.transaction(write=False) as tx:
             credentials = self._load(tx, user_id)
             sessions: Sequence[Session] = ()
-            if isinstance(tx, SupportsSessions):
-                sessions = tx.sessions.list_for_user(user_id)
+            registry: SessionRepository | None = optional_repository(tx, "sessions")
+            if registry is not None:
+                sessions = registry.list_for_user(user_id)
             state = self._throttle_repo(tx).get(user_id, THROTTLE_SCOPE)
             events = tx.audit.list_for_user(
                 user_id, kinds=_SECURITY_KINDS, limit=max(recent_events, 0), newest_first=True

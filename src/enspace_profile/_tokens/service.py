@@ -33,6 +33,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 import attrs
 
 from enspace_profile._audit import AuditEvent, FieldChange, JSONValue, Notifier, deliver
+from enspace_profile._capability import repository
 from enspace_profile._clock import Clock, SystemClock
 from enspace_profile._random import RandomSource, new_id
 from enspace_profile._security.reauth import (
@@ -58,7 +59,6 @@ from enspace_profile._tokens.domain import (
 from enspace_profile._tokens.format import DEFAULT_TOKEN_FORMAT, TokenFormat
 from enspace_profile._tokens.hashing import TokenHasher
 from enspace_profile.exceptions import (
-    CapabilityError,
     ExpiredTokenError,
     FieldError,
     LimitExceededError,
@@ -916,11 +916,8 @@ class TokenService:
     # -------------------------------------------------------------------- helpers
 
     def _repo(self, tx: object) -> TokenRepository:
-        # What isinstance(tx, SupportsTokens) checks, at 1/50 of its cost (~7 µs).
-        repo: TokenRepository | None = getattr(tx, "tokens", None)
-        if repo is None:
-            raise CapabilityError("tokens", self.storage)
-        return repo
+        tokens: TokenRepository = repository(tx, "tokens", self.storage)
+        return tokens
 
     @staticmethod
     def _owned(repo: TokenRepository, user_id: str, token_id: str) -> AccessToken:
