@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -217,41 +217,44 @@ class _Blobs:
 
 
 class MemoryTransaction:
-    """A unit of work over a :class:`MemoryStorage` (a ``Transaction``)."""
+    """A unit of work over a :class:`MemoryStorage` (a ``Transaction``).
 
-    __slots__ = (
-        "_tokens",
-        "audit",
-        "blobs",
-        "credentials",
-        "integrations",
-        "journal",
-        "lab",
-        "profiles",
-        "sessions",
-        "tables",
-        "throttle",
-    )
+    Repositories are created on first use: most transactions touch one or two of them.
+    """
+
+    profiles: _Profiles
+    audit: _Audit
+    blobs: _Blobs
+    lab: MemoryLab
+    credentials: MemoryCredentials
+    throttle: MemoryThrottle
+    sessions: MemorySessions
+    integrations: MemoryIntegrations
+    tokens: MemoryTokens
+
+    _REPOSITORIES: ClassVar[dict[str, Callable[[_Tables, Journal], object]]] = {
+        "profiles": _Profiles,
+        "audit": _Audit,
+        "blobs": _Blobs,
+        "lab": lambda t, j: MemoryLab(t.lab, j),
+        "credentials": lambda t, j: MemoryCredentials(t.security, j),
+        "throttle": lambda t, j: MemoryThrottle(t.security, j),
+        "sessions": lambda t, j: MemorySessions(t.security, j),
+        "integrations": lambda t, j: MemoryIntegrations(t.integrations, j),
+        "tokens": lambda t, j: MemoryTokens(t.tokens, j),
+    }
 
     def __init__(self, tables: _Tables, journal: Journal) -> None:
         self.tables = tables
         self.journal = journal
-        self.profiles = _Profiles(tables, journal)
-        self.audit = _Audit(tables, journal)
-        self.blobs = _Blobs(tables, journal)
-        self.lab = MemoryLab(tables.lab, journal)
-        self.credentials = MemoryCredentials(tables.security, journal)
-        self.throttle = MemoryThrottle(tables.security, journal)
-        self.sessions = MemorySessions(tables.security, journal)
-        self.integrations = MemoryIntegrations(tables.integrations, journal)
-        self._tokens: MemoryTokens | None = None
 
-    @property
-    def tokens(self) -> MemoryTokens:
-        """The token repository (created on first use: most transactions never need it)."""
-        repo = self._tokens
-        if repo is None:
-            repo = self._tokens = MemoryTokens(self.tables.tokens, self.journal)
+    def __getattr__(self, name: str) -> object:
+        # Only called for attributes not set yet: build the repository once, keep it.
+        factory = MemoryTransaction._REPOSITORIES.get(name)
+        if factory is None:
+            raise AttributeError(name)
+        repo = factory(self.tables, self.journal)
+        setattr(self, name, repo)
         return repo
 
 

@@ -22,15 +22,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Self
+from types import SimpleNamespace, TracebackType
+from typing import ClassVar, Self
 
 from enspace_profile._tokens.domain import TokenCredential
 from enspace_profile.exceptions import SchemaVersionError, StorageError
-from enspace_profile.stores._sqlite_base import translate
+from enspace_profile.stores._sqlite_base import Repo, translate
 from enspace_profile.stores._sqlite_integrations import SQLiteIntegrations
 from enspace_profile.stores._sqlite_lab import SQLiteLab
 from enspace_profile.stores._sqlite_profiles import SQLiteAudit, SQLiteBlobs, SQLiteProfiles
@@ -49,41 +49,44 @@ MINIMUM_SQLITE_VERSION = (3, 37, 0)
 
 
 class SQLiteTransaction:
-    """A unit of work on one connection (see :class:`enspace_profile.typing.Transaction`)."""
+    """A unit of work on one connection (see :class:`enspace_profile.typing.Transaction`).
 
-    __slots__ = (
-        "_tokens",
-        "audit",
-        "blobs",
-        "connection",
-        "credentials",
-        "integrations",
-        "lab",
-        "profiles",
-        "sessions",
-        "throttle",
-        "writable",
-    )
+    Repositories are created on first use: most transactions touch one or two of them.
+    """
+
+    profiles: SQLiteProfiles
+    audit: SQLiteAudit
+    blobs: SQLiteBlobs
+    credentials: SQLiteCredentials
+    throttle: SQLiteThrottle
+    sessions: SQLiteSessions
+    lab: SQLiteLab
+    integrations: SQLiteIntegrations
+    tokens: SQLiteTokens
+
+    _REPOSITORIES: ClassVar[dict[str, type[Repo]]] = {
+        "profiles": SQLiteProfiles,
+        "audit": SQLiteAudit,
+        "blobs": SQLiteBlobs,
+        "credentials": SQLiteCredentials,
+        "throttle": SQLiteThrottle,
+        "sessions": SQLiteSessions,
+        "lab": SQLiteLab,
+        "integrations": SQLiteIntegrations,
+        "tokens": SQLiteTokens,
+    }
 
     def __init__(self, connection: sqlite3.Connection, *, writable: bool) -> None:
         self.connection = connection
         self.writable = writable
-        self.profiles = SQLiteProfiles(connection, writable=writable)
-        self.audit = SQLiteAudit(connection, writable=writable)
-        self.blobs = SQLiteBlobs(connection, writable=writable)
-        self.credentials = SQLiteCredentials(connection, writable=writable)
-        self.throttle = SQLiteThrottle(connection, writable=writable)
-        self.sessions = SQLiteSessions(connection, writable=writable)
-        self.lab = SQLiteLab(connection, writable=writable)
-        self.integrations = SQLiteIntegrations(connection, writable=writable)
-        self._tokens: SQLiteTokens | None = None
 
-    @property
-    def tokens(self) -> SQLiteTokens:
-        """The token repository (created on first use: most transactions never need it)."""
-        repo = self._tokens
-        if repo is None:
-            repo = self._tokens = SQLiteTokens(self.connection, writable=self.writable)
+    def __getattr__(self, name: str) -> Repo:
+        # Only called for attributes not set yet: build the repository once, keep it.
+        factory = SQLiteTransaction._REPOSITORIES.get(name)
+        if factory is None:
+            raise AttributeError(name)
+        repo = factory(self.connection, writable=self.writable)
+        setattr(self, name, repo)
         return repo
 
 
@@ -188,8 +191,7 @@ class SQLiteStorage:
 
     # -- transactions ----------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[SQLiteTransaction]:
+    def transaction(self, *, write: bool = True) -> _Unit:
         """Open a unit of work: commit on normal exit, roll back on any exception.
 
         Args:
@@ -200,35 +202,7 @@ class SQLiteStorage:
             StorageBusyError: if the write lock could not be had within the busy timeout.
             StorageError: for nested transactions on one thread and other driver failures.
         """
-        if self._memory:
-            with self._shared_lock, self._run(self._connection(), write=write) as tx:
-                yield tx
-        else:
-            with self._run(self._connection(), write=write) as tx:
-                yield tx
-
-    @contextmanager
-    def _run(self, conn: sqlite3.Connection, *, write: bool) -> Iterator[SQLiteTransaction]:
-        if conn.in_transaction:
-            msg = "a transaction is already open on this thread; nesting is not supported"
-            raise StorageError(msg, code="storage.nested_transaction")
-        try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.Error as exc:
-            raise translate(exc) from exc
-        try:
-            yield SQLiteTransaction(conn, writable=write)
-        except sqlite3.Error as exc:
-            self._rollback(conn)
-            raise translate(exc) from exc
-        except BaseException:
-            self._rollback(conn)
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback(conn)
-            raise translate(exc) from exc
+        return _Unit(self, write=write, lock=self._shared_lock if self._memory else None)
 
     def token_lookup(self) -> Callable[[bytes], TokenCredential | None]:
         """Return the ``digest -> credential`` lookup (see ``SupportsTokenLookup``).
@@ -248,18 +222,11 @@ class SQLiteStorage:
             return locked
         return token_lookup(self._local, self._connection)
 
-    @staticmethod
-    def _rollback(conn: sqlite3.Connection) -> None:
-        if conn.in_transaction:
-            with suppress(sqlite3.Error):  # a broken connection has nothing to roll back
-                conn.execute("ROLLBACK")
-
     # -- schema ----------------------------------------------------------------------
 
     def _migrate(self) -> int:
         """Create or upgrade the schema in one write transaction; return the version."""
-        lock = self._shared_lock if self._memory else nullcontext()
-        with lock, self._run(self._connection(), write=True) as tx:
+        with self.transaction() as tx:
             found = tx.connection.execute("PRAGMA user_version").fetchone()[0]
             _refuse_newer_schema(self._path, found)
             for migration in ordered():
@@ -298,3 +265,73 @@ def _refuse_newer_schema(path: str, found: int) -> None:
             f"enspace_profile only knows up to {latest}: upgrade enspace_profile"
         )
         raise SchemaVersionError(msg, found=found, supported=latest)
+
+
+class _Unit:
+    """The context manager behind :meth:`SQLiteStorage.transaction`.
+
+    A plain class rather than a generator-based ``@contextmanager``: it runs on every
+    storage call, and this shape costs a fraction of a generator's set-up.
+    """
+
+    __slots__ = ("_conn", "_lock", "_storage", "_write")
+
+    def __init__(
+        self, storage: SQLiteStorage, *, write: bool, lock: threading.RLock | None
+    ) -> None:
+        self._storage = storage
+        self._write = write
+        self._lock = lock
+        self._conn: sqlite3.Connection | None = None
+
+    def __enter__(self) -> SQLiteTransaction:
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            conn = _begin(self._storage._connection(), write=self._write)  # noqa: SLF001
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        self._conn = conn
+        return SQLiteTransaction(conn, writable=self._write)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            if exc is None:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as error:
+                    _rollback(conn)
+                    raise translate(error) from error
+                return
+            _rollback(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc) from exc
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+
+def _begin(conn: sqlite3.Connection, *, write: bool) -> sqlite3.Connection:
+    if conn.in_transaction:
+        msg = "a transaction is already open on this thread; nesting is not supported"
+        raise StorageError(msg, code="storage.nested_transaction")
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    except sqlite3.Error as exc:
+        raise translate(exc) from exc
+    return conn
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):  # a broken connection has nothing to roll back
+            conn.execute("ROLLBACK")
