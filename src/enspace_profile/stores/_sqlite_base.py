@@ -24,9 +24,15 @@ def from_iso(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+# One encoder for every JSON column: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
 def dump_json(value: Any) -> str:
     """Serialise a JSON column compactly and deterministically."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    if not value and isinstance(value, dict):
+        return "{}"
+    return _ENCODER.encode(value)
 
 
 def load_json(value: str) -> Any:
