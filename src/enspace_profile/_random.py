@@ -46,7 +46,8 @@ class SeededRandom:
 def new_id(rng: RandomSource) -> str:
     """Return a random UUID4 string drawn from ``rng`` (same text as ``str(uuid.uuid4())``).
 
-    >>>     >>> uuid.UUID(new_id(SeededRandom(1))).version
+    >>> import uuid
+    >>> uuid.UUID(new_id(SeededRandom(1))).version
     4
     """
     raw = bytearray(rng.token_bytes(16))
