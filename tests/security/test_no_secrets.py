@@ -72,22 +72,22 @@ class Flow:
         )
         keep = self.results.append
         keep(security.register_session("u1", "s-1", ip_address="192.0.2.1", user_agent="Firefox"))
-        keep(security.set_password("u1", PASSWORD, context=context))
-        keep(security.change_password("u1", PASSWORD, NEW_PASSWORD, context=context))
+        keep(security.set_password("u1", PASSWORD, auth=context))
+        keep(security.change_password("u1", PASSWORD, NEW_PASSWORD, auth=context))
         keep(security.verify_password("u1", NEW_PASSWORD))
         self.expect(InvalidCredentialsError, security.verify_password, "u1", PASSWORD)
-        setup = security.start_totp("u1", context=context, account_name="ada@example.com")
+        setup = security.start_totp("u1", auth=context, account_name="ada@example.com")
         keep(setup)
         self.secret = TotpSecret.from_base32(setup.secret)
         totp = Totp()
-        keep(security.confirm_totp("u1", totp.code_at(self.secret, T0), context=context))
+        keep(security.confirm_totp("u1", totp.code_at(self.secret, T0), auth=context))
         self.clock.advance(seconds=30)
         security.verify_totp("u1", totp.code_at(self.secret, self.clock.now()))
         self.expect(InvalidCredentialsError, security.verify_totp, "u1", "000000")
-        new_codes = security.regenerate_recovery_codes("u1", context=context)
+        new_codes = security.regenerate_recovery_codes("u1", auth=context)
         keep(new_codes)
         self.codes = new_codes.codes
-        security.confirm_recovery_codes("u1", context=context)
+        security.confirm_recovery_codes("u1", auth=context)
         keep(security.use_recovery_code("u1", self.codes[0]))
         self.expect(InvalidCredentialsError, security.use_recovery_code, "u1", self.codes[0])
         keep(security.overview("u1", current_session_id="s-1"))
@@ -96,7 +96,7 @@ class Flow:
             assert isinstance(tx, SupportsCredentials)
             keep(tx.credentials.get("u1"))
         security.set_managed("u2", provider="Okta")
-        self.expect(ManagedExternallyError, security.set_password, "u2", PASSWORD, context=context)
+        self.expect(ManagedExternallyError, security.set_password, "u2", PASSWORD, auth=context)
 
     def expect(self, error: type[BaseException], call: Any, *args: Any, **kwargs: Any) -> None:
         with pytest.raises(error) as info:

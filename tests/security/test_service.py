@@ -144,10 +144,10 @@ def code(secret_base32: str, when: datetime, offset: int = 0) -> str:
 def enable_totp(panel: UserPanel, clock: FixedClock, user_id: str = "u1") -> str:
     """Enable two-factor for the user; return the base32 secret."""
     setup = panel.security.start_totp(
-        user_id, context=ctx(clock, user_id), account_name="ada@example.com"
+        user_id, auth=ctx(clock, user_id), account_name="ada@example.com"
     )
     panel.security.confirm_totp(
-        user_id, code(setup.secret, clock.now()), context=ctx(clock, user_id)
+        user_id, code(setup.secret, clock.now()), auth=ctx(clock, user_id)
     )
     clock.advance(seconds=30)  # the next code is a new time step
     return setup.secret
@@ -156,8 +156,8 @@ def enable_totp(panel: UserPanel, clock: FixedClock, user_id: str = "u1") -> str
 def with_codes(panel: UserPanel, clock: FixedClock, user_id: str = "u1") -> tuple[str, ...]:
     """Enable two-factor and confirmed recovery codes; return the codes."""
     enable_totp(panel, clock, user_id)
-    codes = panel.security.regenerate_recovery_codes(user_id, context=ctx(clock, user_id)).codes
-    panel.security.confirm_recovery_codes(user_id, context=ctx(clock, user_id))
+    codes = panel.security.regenerate_recovery_codes(user_id, auth=ctx(clock, user_id)).codes
+    panel.security.confirm_recovery_codes(user_id, auth=ctx(clock, user_id))
     return codes
 
 
@@ -206,7 +206,7 @@ class TestAccountManagement:
         self, panel: UserPanel, clock: FixedClock, notes: Recorder
     ) -> None:
         """Local password, 2FA and codes are deleted, sessions end, the epoch moves on."""
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         with_codes(panel, clock)
         panel.security.register_session("u1", "s-1")
         before = panel.security.credentials_epoch("u1")
@@ -242,18 +242,18 @@ class TestAccountManagement:
         panel.security.set_managed("u1", provider="Entra ID", manage_url=url)
         security = panel.security
         calls = {
-            "set_password": lambda: security.set_password("u1", PASSWORD, context=ctx(clock)),
+            "set_password": lambda: security.set_password("u1", PASSWORD, auth=ctx(clock)),
             "change_password": lambda: security.change_password(
-                "u1", PASSWORD, NEW_PASSWORD, context=ctx(clock)
+                "u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock)
             ),
-            "start_totp": lambda: security.start_totp("u1", context=ctx(clock), account_name="ada"),
-            "confirm_totp": lambda: security.confirm_totp("u1", "123456", context=ctx(clock)),
-            "disable_totp": lambda: security.disable_totp("u1", context=ctx(clock)),
+            "start_totp": lambda: security.start_totp("u1", auth=ctx(clock), account_name="ada"),
+            "confirm_totp": lambda: security.confirm_totp("u1", "123456", auth=ctx(clock)),
+            "disable_totp": lambda: security.disable_totp("u1", auth=ctx(clock)),
             "regenerate_recovery_codes": lambda: security.regenerate_recovery_codes(
-                "u1", context=ctx(clock)
+                "u1", auth=ctx(clock)
             ),
             "confirm_recovery_codes": lambda: security.confirm_recovery_codes(
-                "u1", context=ctx(clock)
+                "u1", auth=ctx(clock)
             ),
         }
         with pytest.raises(ManagedExternallyError) as info:
@@ -271,7 +271,7 @@ class TestAccountManagement:
         """A stale session still learns that the change belongs at the provider."""
         panel.security.set_managed("u1", provider="Okta")
         with pytest.raises(ManagedExternallyError):
-            panel.security.disable_totp("u1", context=ctx(clock, age=timedelta(days=1)))
+            panel.security.disable_totp("u1", auth=ctx(clock, age=timedelta(days=1)))
 
     @pytest.mark.parametrize("check", ["verify_password", "verify_totp", "use_recovery_code"])
     def test_local_credentials_do_not_sign_in_to_managed_accounts(
@@ -307,7 +307,7 @@ class TestAccountManagement:
         panel.security.set_managed("u1", provider="Okta")
         panel.security.set_local("u1")
         assert not panel.security.overview("u1").password.is_set
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         assert panel.security.verify_password("u1", PASSWORD).user_id == "u1"
 
     @pytest.mark.parametrize(
@@ -337,7 +337,7 @@ class TestSetPassword:
         self, panel: UserPanel, clock: FixedClock, notes: Recorder
     ) -> None:
         """Setting a first password works without a current one and starts epoch 1."""
-        change = panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        change = panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         assert (change.credentials_epoch, change.sign_out_other_sessions) == (1, False)
         view = panel.security.overview("u1")
         assert view.password.is_set
@@ -347,9 +347,9 @@ class TestSetPassword:
 
     def test_second_first_password_is_refused(self, panel: UserPanel, clock: FixedClock) -> None:
         """An account with a password must change it instead."""
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         with pytest.raises(PolicyError) as info:
-            panel.security.set_password("u1", NEW_PASSWORD, context=ctx(clock))
+            panel.security.set_password("u1", NEW_PASSWORD, auth=ctx(clock))
         assert info.value.code == "password.already_set"
 
     def test_policy_problems_are_reported_together(
@@ -358,7 +358,7 @@ class TestSetPassword:
         """Too short and containing the profile's name are both reported at once."""
         panel.profile.create("u1", first_name="Augusta", last_name="Lovelace")
         with pytest.raises(ValidationError) as info:
-            panel.security.set_password("u1", "Lovelace1815", context=ctx(clock))
+            panel.security.set_password("u1", "Lovelace1815", auth=ctx(clock))
         assert info.value.codes == ("password.too_short", "password.contains_personal_info")
 
     def test_extra_names_are_refused_inside_the_password(
@@ -369,7 +369,7 @@ class TestSetPassword:
             panel.security.set_password(
                 "u1",
                 "ada.byron rules the analytical engine",
-                context=ctx(clock),
+                auth=ctx(clock),
                 names=["ada.byron@example.com"],
             )
         assert "password.contains_personal_info" in info.value.codes
@@ -382,14 +382,14 @@ class TestSetPassword:
     ) -> None:
         """Blocklisted and trivially repetitive passwords are refused as common."""
         with pytest.raises(ValidationError) as info:
-            panel.security.set_password("u1", password, context=ctx(clock))
+            panel.security.set_password("u1", password, auth=ctx(clock))
         assert "password.common" in info.value.codes
 
     def test_stale_session_must_reauthenticate(self, panel: UserPanel, clock: FixedClock) -> None:
         """Setting a password needs an authentication from the last ten minutes."""
         with pytest.raises(ReauthenticationRequired) as info:
             panel.security.set_password(
-                "u1", PASSWORD, context=ctx(clock, age=timedelta(minutes=11))
+                "u1", PASSWORD, auth=ctx(clock, age=timedelta(minutes=11))
             )
         assert info.value.action == SensitiveAction.CHANGE_PASSWORD
         assert info.value.max_age == timedelta(minutes=10)
@@ -398,13 +398,13 @@ class TestSetPassword:
     def test_another_users_session_cannot_set_it(self, panel: UserPanel, clock: FixedClock) -> None:
         """A session of user A never changes user B's password."""
         with pytest.raises(ReauthenticationRequired):
-            panel.security.set_password("u2", PASSWORD, context=ctx(clock, "u1"))
+            panel.security.set_password("u2", PASSWORD, auth=ctx(clock, "u1"))
 
 
 class TestChangePassword:
     @pytest.fixture
     def with_password(self, panel: UserPanel, clock: FixedClock) -> UserPanel:
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         return panel
 
     def test_change_needs_the_current_password(
@@ -413,7 +413,7 @@ class TestChangePassword:
         """A wrong current password changes nothing and counts as a failure."""
         with pytest.raises(InvalidCredentialsError) as info:
             with_password.security.change_password(
-                "u1", "not it at all", NEW_PASSWORD, context=ctx(clock)
+                "u1", "not it at all", NEW_PASSWORD, auth=ctx(clock)
             )
         assert info.value.code == "credentials.invalid"
         assert failures(storage) == 1
@@ -425,7 +425,7 @@ class TestChangePassword:
         """After a change only the new password verifies, under a new epoch."""
         clock.advance(days=3)
         change = with_password.security.change_password(
-            "u1", PASSWORD, NEW_PASSWORD, context=ctx(clock)
+            "u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock)
         )
         assert change.credentials_epoch == 2
         assert change.sign_out_other_sessions
@@ -442,7 +442,7 @@ class TestChangePassword:
         for session_id in ("s-here", "s-phone", "s-laptop"):
             with_password.security.register_session("u1", session_id)
         change = with_password.security.change_password(
-            "u1", PASSWORD, NEW_PASSWORD, context=ctx(clock, session_id="s-here")
+            "u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock, session_id="s-here")
         )
         assert sorted(change.revoked_sessions) == ["s-laptop", "s-phone"]
         assert [s.session_id for s in with_password.security.sessions("u1")] == ["s-here"]
@@ -456,7 +456,7 @@ class TestChangePassword:
         """With sign_out_other_sessions=False the other sessions stay registered."""
         with_password.security.register_session("u1", "s-phone")
         change = with_password.security.change_password(
-            "u1", PASSWORD, NEW_PASSWORD, context=ctx(clock), sign_out_other_sessions=False
+            "u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock), sign_out_other_sessions=False
         )
         assert (change.sign_out_other_sessions, change.revoked_sessions) == (False, ())
         assert len(with_password.security.sessions("u1")) == 1
@@ -469,7 +469,7 @@ class TestChangePassword:
     ) -> None:
         """The new password must differ from the current one, also after NFKC."""
         with pytest.raises(ValidationError) as info:
-            with_password.security.change_password("u1", PASSWORD, new, context=ctx(clock))
+            with_password.security.change_password("u1", PASSWORD, new, auth=ctx(clock))
         assert info.value.codes == ("new_password.reused",)
 
     def test_reuse_is_reported_with_policy_problems(
@@ -477,11 +477,11 @@ class TestChangePassword:
     ) -> None:
         """Reuse and policy problems come in one ValidationError."""
         panel = with_password
-        panel.security.change_password("u1", PASSWORD, "pass-1815-lovelace", context=ctx(clock))
+        panel.security.change_password("u1", PASSWORD, "pass-1815-lovelace", auth=ctx(clock))
         panel.profile.create("u1", first_name="Ada", last_name="Lovelace")
         with pytest.raises(ValidationError) as info:
             panel.security.change_password(
-                "u1", "pass-1815-lovelace", "pass-1815-lovelace", context=ctx(clock)
+                "u1", "pass-1815-lovelace", "pass-1815-lovelace", auth=ctx(clock)
             )
         assert set(info.value.codes) == {
             "new_password.contains_personal_info",
@@ -505,7 +505,7 @@ class TestChangePassword:
             enable_totp(with_password, clock)
         new = "zq7#Wv9!kL2@xR4$mN6%"[:length]
         change = lambda: with_password.security.change_password(  # noqa: E731
-            "u1", PASSWORD, new, context=ctx(clock)
+            "u1", PASSWORD, new, auth=ctx(clock)
         )
         if accepted:
             change()
@@ -519,7 +519,7 @@ class TestChangePassword:
     ) -> None:
         """Changing needs an existing password."""
         with pytest.raises(PolicyError) as info:
-            panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, context=ctx(clock))
+            panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock))
         assert info.value.code == "password.not_set"
 
     def test_stale_session_must_reauthenticate(
@@ -528,14 +528,14 @@ class TestChangePassword:
         """Changing the password needs a recent authentication, even with the current one."""
         with pytest.raises(ReauthenticationRequired):
             with_password.security.change_password(
-                "u1", PASSWORD, NEW_PASSWORD, context=ctx(clock, age=timedelta(hours=1))
+                "u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock, age=timedelta(hours=1))
             )
 
 
 class TestVerifyPassword:
     def test_right_password_verifies(self, panel: UserPanel, clock: FixedClock) -> None:
         """The right password returns the epoch and whether a second factor follows."""
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         result = panel.security.verify_password("u1", PASSWORD)
         assert (result.user_id, result.two_factor_required, result.credentials_epoch) == (
             "u1",
@@ -550,7 +550,7 @@ class TestVerifyPassword:
         self, panel: UserPanel, clock: FixedClock, user_id: str
     ) -> None:
         """A wrong password and an account without one raise the same error."""
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         with pytest.raises(InvalidCredentialsError) as info:
             panel.security.verify_password(user_id, "wrong password here")
         assert (info.value.code, str(info.value)) == (
@@ -590,7 +590,7 @@ class TestVerifyPassword:
     ) -> None:
         """A hash made with older parameters is rehashed with the current ones on success."""
         old = make_panel(storage, clock, notes, password_hash=cheap_hash(memory_cost=32))
-        old.security.set_password("u1", PASSWORD, context=ctx(clock))
+        old.security.set_password("u1", PASSWORD, auth=ctx(clock))
         assert "m=32," in stored_credentials(storage).password_hash
         new = make_panel(storage, clock, notes, password_hash=cheap_hash(memory_cost=64))
         new.security.verify_password("u1", PASSWORD)
@@ -609,13 +609,13 @@ class TestVerifyPassword:
             notes,
             password_hash=PasswordHash([hasher], imported=[imported]),
         )
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
-        panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
+        panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock))
         panel.security.verify_password("u1", NEW_PASSWORD)
         with pytest.raises(InvalidCredentialsError):
             panel.security.verify_password("nobody", NEW_PASSWORD)
         with pytest.raises(InvalidCredentialsError):
-            panel.security.change_password("u1", "wrong password", PASSWORD, context=ctx(clock))
+            panel.security.change_password("u1", "wrong password", PASSWORD, auth=ctx(clock))
         assert hasher.calls >= 5
         assert hasher.inside == 0
 
@@ -674,7 +674,7 @@ class GuardedHasher:
 class TestThrottling:
     @pytest.fixture
     def with_password(self, panel: UserPanel, clock: FixedClock) -> UserPanel:
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         return panel
 
     def fail(self, panel: UserPanel, times: int) -> None:
@@ -720,7 +720,7 @@ class TestThrottling:
         panel = make_panel(
             storage, clock, notes, lockout_policy=LockoutPolicy(threshold=5, hourly_cap=12)
         )
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         for _ in range(2):
             self.fail(panel, 4)
             panel.security.verify_password("u1", PASSWORD)
@@ -735,7 +735,7 @@ class TestThrottling:
     ) -> None:
         """A verification counted in advance is given back when it succeeds."""
         panel = make_panel(storage, clock, notes, lockout_policy=LockoutPolicy(hourly_cap=5))
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         for _ in range(20):
             panel.security.verify_password("u1", PASSWORD)
         self.fail(panel, 4)
@@ -806,7 +806,7 @@ class TestThrottling:
 class TestTotp:
     def test_enrolment_gives_secret_and_uri(self, panel: UserPanel, clock: FixedClock) -> None:
         """Starting enrolment returns a 160-bit secret and an otpauth URI; 2FA is not on yet."""
-        setup = panel.security.start_totp("u1", context=ctx(clock), account_name="ada@example.com")
+        setup = panel.security.start_totp("u1", auth=ctx(clock), account_name="ada@example.com")
         assert len(TotpSecret.from_base32(setup.secret).value) == 20
         assert setup.uri.startswith("otpauth://totp/ENSPACE:ada%40example.com?secret=")
         assert f"secret={setup.secret}&issuer=ENSPACE" in setup.uri
@@ -819,15 +819,15 @@ class TestTotp:
     ) -> None:
         """The issuer the app shows is the panel's ``issuer`` option."""
         panel = make_panel(storage, clock, notes, issuer="Acme Cloud")
-        setup = panel.security.start_totp("u1", context=ctx(clock), account_name="ada")
+        setup = panel.security.start_totp("u1", auth=ctx(clock), account_name="ada")
         assert setup.uri.startswith("otpauth://totp/Acme%20Cloud:ada?")
 
     def test_confirming_a_valid_code_enables(
         self, panel: UserPanel, clock: FixedClock, notes: Recorder
     ) -> None:
         """Two-factor is enabled only once a code from the app is confirmed."""
-        setup = panel.security.start_totp("u1", context=ctx(clock), account_name="ada")
-        change = panel.security.confirm_totp("u1", code(setup.secret, T0), context=ctx(clock))
+        setup = panel.security.start_totp("u1", auth=ctx(clock), account_name="ada")
+        change = panel.security.confirm_totp("u1", code(setup.secret, T0), auth=ctx(clock))
         assert change.credentials_epoch == 1
         view = panel.security.overview("u1")
         assert (view.two_factor.enabled, view.two_factor.enabled_at) == (True, T0)
@@ -838,10 +838,10 @@ class TestTotp:
         self, panel: UserPanel, clock: FixedClock, storage: Storage
     ) -> None:
         """A wrong code leaves 2FA off and counts as a failure."""
-        setup = panel.security.start_totp("u1", context=ctx(clock), account_name="ada")
+        setup = panel.security.start_totp("u1", auth=ctx(clock), account_name="ada")
         wrong = code(setup.secret, T0, offset=5)
         with pytest.raises(InvalidCredentialsError):
-            panel.security.confirm_totp("u1", wrong, context=ctx(clock))
+            panel.security.confirm_totp("u1", wrong, auth=ctx(clock))
         assert not panel.security.overview("u1").two_factor.enabled
         assert failures(storage) == 1
 
@@ -850,7 +850,7 @@ class TestTotp:
     ) -> None:
         """Confirming needs a started enrolment."""
         with pytest.raises(PolicyError) as info:
-            panel.security.confirm_totp("u1", "123456", context=ctx(clock))
+            panel.security.confirm_totp("u1", "123456", auth=ctx(clock))
         assert info.value.code == "two_factor.nothing_pending"
 
     @pytest.mark.parametrize(
@@ -886,9 +886,9 @@ class TestTotp:
         self, panel: UserPanel, clock: FixedClock
     ) -> None:
         """The code used to confirm enrolment does not work again at sign-in."""
-        setup = panel.security.start_totp("u1", context=ctx(clock), account_name="ada")
+        setup = panel.security.start_totp("u1", auth=ctx(clock), account_name="ada")
         typed = code(setup.secret, T0)
-        panel.security.confirm_totp("u1", typed, context=ctx(clock))
+        panel.security.confirm_totp("u1", typed, auth=ctx(clock))
         with pytest.raises(InvalidCredentialsError):
             panel.security.verify_totp("u1", typed)
 
@@ -903,10 +903,10 @@ class TestTotp:
     ) -> None:
         """A new enrolment replaces the old secret only once confirmed."""
         old = enable_totp(panel, clock)
-        new = panel.security.start_totp("u1", context=ctx(clock), account_name="ada")
+        new = panel.security.start_totp("u1", auth=ctx(clock), account_name="ada")
         panel.security.verify_totp("u1", code(old, clock.now()))
         clock.advance(seconds=30)
-        panel.security.confirm_totp("u1", code(new.secret, clock.now()), context=ctx(clock))
+        panel.security.confirm_totp("u1", code(new.secret, clock.now()), auth=ctx(clock))
         clock.advance(seconds=30)
         with pytest.raises(InvalidCredentialsError):
             panel.security.verify_totp("u1", code(old, clock.now()))
@@ -918,10 +918,10 @@ class TestTotp:
         """Disabling 2FA needs a recent authentication and removes its recovery codes."""
         with_codes(panel, clock)
         with pytest.raises(ReauthenticationRequired) as info:
-            panel.security.disable_totp("u1", context=ctx(clock, age=timedelta(minutes=30)))
+            panel.security.disable_totp("u1", auth=ctx(clock, age=timedelta(minutes=30)))
         assert info.value.action == SensitiveAction.DISABLE_TWO_FACTOR
         assert panel.security.overview("u1").two_factor.enabled
-        panel.security.disable_totp("u1", context=ctx(clock))
+        panel.security.disable_totp("u1", auth=ctx(clock))
         view = panel.security.overview("u1")
         assert not view.two_factor.enabled
         assert view.recovery_codes.remaining == 0
@@ -931,7 +931,7 @@ class TestTotp:
     def test_disabling_when_off_is_refused(self, panel: UserPanel, clock: FixedClock) -> None:
         """There is nothing to disable on an account without 2FA."""
         with pytest.raises(PolicyError) as info:
-            panel.security.disable_totp("u1", context=ctx(clock))
+            panel.security.disable_totp("u1", auth=ctx(clock))
         assert info.value.code == "two_factor.not_enabled"
 
 
@@ -941,10 +941,10 @@ class TestTotpEncryption:
     ) -> None:
         """Without a key ring the panel works, but 2FA raises ConfigurationError."""
         panel = make_panel(storage, clock, notes, key_ring=None)
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         for call in (
-            lambda: panel.security.start_totp("u1", context=ctx(clock), account_name="ada"),
-            lambda: panel.security.confirm_totp("u1", "123456", context=ctx(clock)),
+            lambda: panel.security.start_totp("u1", auth=ctx(clock), account_name="ada"),
+            lambda: panel.security.confirm_totp("u1", "123456", auth=ctx(clock)),
             lambda: panel.security.verify_totp("u1", "123456"),
             panel.security.reencrypt_secrets,
         ):
@@ -978,7 +978,7 @@ class TestTotpEncryption:
         """After a new key is put first, reencrypt_secrets moves every secret to it."""
         old = make_panel(storage, clock, notes, key_ring=ring("k1"))
         secrets = {user: enable_totp(old, clock, user) for user in ("u1", "u2", "u3")}
-        old.security.start_totp("u3", context=ctx(clock, "u3"), account_name="ada")
+        old.security.start_totp("u3", auth=ctx(clock, "u3"), account_name="ada")
         rotated = make_panel(storage, clock, notes, key_ring=ring("k2", "k1"))
         assert rotated.security.reencrypt_secrets(batch_size=2) == 3
         assert rotated.security.reencrypt_secrets() == 0
@@ -1019,7 +1019,7 @@ class TestRecoveryCodes:
     def test_codes_need_two_factor(self, panel: UserPanel, clock: FixedClock) -> None:
         """Recovery codes stand in for the second factor, so they need one."""
         with pytest.raises(PolicyError) as info:
-            panel.security.regenerate_recovery_codes("u1", context=ctx(clock))
+            panel.security.regenerate_recovery_codes("u1", auth=ctx(clock))
         assert info.value.code == "two_factor.not_enabled"
 
     def test_new_codes_replace_old_only_after_confirmation(
@@ -1027,13 +1027,13 @@ class TestRecoveryCodes:
     ) -> None:
         """Old codes work until the new set is confirmed; then only new ones do."""
         old = with_codes(panel, clock)
-        new = panel.security.regenerate_recovery_codes("u1", context=ctx(clock)).codes
+        new = panel.security.regenerate_recovery_codes("u1", auth=ctx(clock)).codes
         assert len(new) == 10
         assert panel.security.overview("u1").recovery_codes.pending
         with pytest.raises(InvalidCredentialsError):
             panel.security.use_recovery_code("u1", new[0])
         panel.security.use_recovery_code("u1", old[0])
-        panel.security.confirm_recovery_codes("u1", context=ctx(clock))
+        panel.security.confirm_recovery_codes("u1", auth=ctx(clock))
         with pytest.raises(InvalidCredentialsError):
             panel.security.use_recovery_code("u1", old[1])
         assert panel.security.use_recovery_code("u1", new[0]).remaining == 9
@@ -1076,7 +1076,7 @@ class TestRecoveryCodes:
         panel = make_panel(storage, clock, notes)
         security = attrs.evolve(panel.security, recovery_code_count=16)
         enable_totp(panel, clock)
-        assert len(security.regenerate_recovery_codes("u1", context=ctx(clock)).codes) == 16
+        assert len(security.regenerate_recovery_codes("u1", auth=ctx(clock)).codes) == 16
 
     def test_missing_pepper_is_a_clear_error(
         self, storage: Storage, clock: FixedClock, notes: Recorder
@@ -1085,7 +1085,7 @@ class TestRecoveryCodes:
         panel = make_panel(storage, clock, notes, recovery_pepper=None)
         enable_totp(panel, clock)
         with pytest.raises(ConfigurationError) as info:
-            panel.security.regenerate_recovery_codes("u1", context=ctx(clock))
+            panel.security.regenerate_recovery_codes("u1", auth=ctx(clock))
         assert info.value.option == "recovery_pepper"
         with pytest.raises(ConfigurationError):
             panel.security.use_recovery_code("u1", "2222-2222-2222")
@@ -1096,7 +1096,7 @@ class TestRecoveryCodes:
         """Confirming needs a pending set."""
         with_codes(panel, clock)
         with pytest.raises(PolicyError) as info:
-            panel.security.confirm_recovery_codes("u1", context=ctx(clock))
+            panel.security.confirm_recovery_codes("u1", auth=ctx(clock))
         assert info.value.code == "recovery_codes.nothing_pending"
 
     def test_account_without_codes_is_told_so(self, panel: UserPanel, clock: FixedClock) -> None:
@@ -1110,25 +1110,25 @@ class TestRecoveryCodes:
 class TestReauthentication:
     @pytest.fixture
     def ready(self, panel: UserPanel, clock: FixedClock) -> UserPanel:
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         with_codes(panel, clock)
-        panel.security.regenerate_recovery_codes("u1", context=ctx(clock))
+        panel.security.regenerate_recovery_codes("u1", auth=ctx(clock))
         panel.security.register_session("u1", "s-other")
         return panel
 
     OPERATIONS: ClassVar[dict[SensitiveAction, Any]] = {
         SensitiveAction.CHANGE_PASSWORD: lambda s, c: s.change_password(
-            "u1", PASSWORD, NEW_PASSWORD, context=c
+            "u1", PASSWORD, NEW_PASSWORD, auth=c
         ),
         SensitiveAction.ENABLE_TWO_FACTOR: lambda s, c: s.start_totp(
-            "u1", context=c, account_name="ada"
+            "u1", auth=c, account_name="ada"
         ),
-        SensitiveAction.DISABLE_TWO_FACTOR: lambda s, c: s.disable_totp("u1", context=c),
+        SensitiveAction.DISABLE_TWO_FACTOR: lambda s, c: s.disable_totp("u1", auth=c),
         SensitiveAction.REGENERATE_RECOVERY_CODES: lambda s, c: s.confirm_recovery_codes(
-            "u1", context=c
+            "u1", auth=c
         ),
         SensitiveAction.SIGN_OUT_OTHER_SESSIONS: lambda s, c: s.revoke_other_sessions(
-            "u1", context=c
+            "u1", auth=c
         ),
     }
 
@@ -1152,9 +1152,9 @@ class TestReauthentication:
             {action: ReauthRule(max_age=timedelta(minutes=2), factors=[{"password", "totp"}])}
         )
         setup = make_panel(storage, clock, notes)
-        setup.security.set_password("u1", PASSWORD, context=ctx(clock))
+        setup.security.set_password("u1", PASSWORD, auth=ctx(clock))
         with_codes(setup, clock)
-        setup.security.regenerate_recovery_codes("u1", context=ctx(clock))
+        setup.security.regenerate_recovery_codes("u1", auth=ctx(clock))
         panel = make_panel(storage, clock, notes, reauth_policy=strict, rng=SeededRandom(9))
         run = self.OPERATIONS[action]
         with pytest.raises(ReauthenticationRequired) as info:
@@ -1223,7 +1223,7 @@ class TestSessions:
     ) -> None:
         """A revoked or unknown session touches as False, so the host ends it."""
         panel.security.register_session("u1", "s-1")
-        panel.security.revoke_session("u1", "s-1", context=ctx(clock))
+        panel.security.revoke_session("u1", "s-1", auth=ctx(clock))
         assert panel.security.touch_session("s-1") is False
         assert panel.security.touch_session("never") is False
 
@@ -1235,9 +1235,9 @@ class TestSessions:
         panel.security.register_session("u1", "s-phone")
         stale = ctx(clock, age=timedelta(hours=2), session_id="s-here")
         with pytest.raises(ReauthenticationRequired):
-            panel.security.revoke_session("u1", "s-phone", context=stale)
-        panel.security.revoke_session("u1", "s-here", context=stale)
-        panel.security.revoke_session("u1", "s-phone", context=ctx(clock))
+            panel.security.revoke_session("u1", "s-phone", auth=stale)
+        panel.security.revoke_session("u1", "s-here", auth=stale)
+        panel.security.revoke_session("u1", "s-phone", auth=ctx(clock))
         assert panel.security.sessions("u1") == ()
         assert [e.subject for e in notes.events] == ["s-here", "s-phone"]
 
@@ -1245,7 +1245,7 @@ class TestSessions:
         """A user cannot revoke, or even detect, someone else's session."""
         panel.security.register_session("u2", "s-theirs")
         with pytest.raises(NotFoundError) as info:
-            panel.security.revoke_session("u1", "s-theirs", context=ctx(clock))
+            panel.security.revoke_session("u1", "s-theirs", auth=ctx(clock))
         assert info.value.code == "session.not_found"
         assert len(panel.security.sessions("u2")) == 1
 
@@ -1256,7 +1256,7 @@ class TestSessions:
         for session_id in ("s-here", "s-1", "s-2"):
             panel.security.register_session("u1", session_id)
         panel.security.register_session("u2", "s-theirs")
-        revoked = panel.security.revoke_other_sessions("u1", context=ctx(clock))
+        revoked = panel.security.revoke_other_sessions("u1", auth=ctx(clock))
         assert sorted(revoked) == ["s-1", "s-2"]
         assert [s.session_id for s in panel.security.sessions("u1")] == ["s-here"]
         assert len(panel.security.sessions("u2")) == 1
@@ -1310,8 +1310,8 @@ class TestCapabilities:
     ) -> None:
         """Without a session registry the overview lists none and session calls say why."""
         panel = make_panel(WithoutSessions(storage), clock, notes)  # type: ignore[arg-type]
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
-        change = panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
+        change = panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock))
         assert change.sign_out_other_sessions
         assert change.revoked_sessions == ()
         assert panel.security.overview("u1").sessions == ()
@@ -1330,7 +1330,7 @@ class TestCapabilities:
         panel = make_panel(json_storage, clock, notes)
         assert panel.security.managed_by("u1") is None
         with pytest.raises(CapabilityError) as info:
-            panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+            panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         assert info.value.capability == "credentials"
 
 
@@ -1348,8 +1348,8 @@ class TestEvents:
             raise RuntimeError(event.kind)
 
         panel = make_panel(storage, clock, Recorder(), notifier=broken)
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
-        panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
+        panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock))
         panel.security.verify_password("u1", NEW_PASSWORD)
         kinds = [e.kind for e in panel.security.overview("u1").recent_events]
         assert kinds == [SecurityEventKind.PASSWORD_CHANGED, SecurityEventKind.PASSWORD_SET]
@@ -1364,7 +1364,7 @@ class TestEvents:
                 seen.append(event in tx.audit.list_for_user(event.user_id))
 
         panel = make_panel(storage, clock, Recorder(), notifier=check)
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         with_codes(panel, clock)
         assert seen
         assert all(seen)
@@ -1374,7 +1374,7 @@ class TestEvents:
     ) -> None:
         """The overview carries the latest security events, newest first, limited."""
         panel.profile.create("u1", first_name="Ada")
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         with_codes(panel, clock)
         events = panel.security.overview("u1", recent_events=2).recent_events
         assert [e.kind for e in events] == [
@@ -1397,7 +1397,7 @@ class TestOverview:
 
     def test_full_account(self, panel: UserPanel, clock: FixedClock) -> None:
         """A set-up account shows password date, 2FA, codes and sessions."""
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         with_codes(panel, clock)
         panel.security.register_session("u1", "s-here", user_agent="Safari")
         view = panel.security.overview("u1", current_session_id="s-here")
@@ -1421,7 +1421,7 @@ class TestConcurrentChanges:
     ) -> None:
         """A change based on a password that was replaced meanwhile is refused."""
         panel = make_panel(storage, clock, notes)
-        panel.security.set_password("u1", PASSWORD, context=ctx(clock))
+        panel.security.set_password("u1", PASSWORD, auth=ctx(clock))
         racer = make_panel(storage, clock, notes, rng=SeededRandom(8))
         original_verify = panel.security.hasher.verify
 
@@ -1429,7 +1429,7 @@ class TestConcurrentChanges:
             ok = original_verify(password, hashed)
             if password == PASSWORD:
                 racer.security.change_password(
-                    "u1", PASSWORD, "a completely other passphrase", context=ctx(clock)
+                    "u1", PASSWORD, "a completely other passphrase", auth=ctx(clock)
                 )
             return ok
 
@@ -1437,7 +1437,7 @@ class TestConcurrentChanges:
             panel.security, "password_hash", _Wrapped(panel.security.hasher, verify_then_race)
         )
         with pytest.raises(ConflictError) as info:
-            panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, context=ctx(clock))
+            panel.security.change_password("u1", PASSWORD, NEW_PASSWORD, auth=ctx(clock))
         assert info.value.code == "credentials.conflict"
         racer.security.verify_password("u1", "a completely other passphrase")
 

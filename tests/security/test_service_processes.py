@@ -132,7 +132,7 @@ class TestLockoutAcrossProcesses:
         """4 processes x 10 wrong guesses: exactly 10 are verified, 30 refused, one lockout."""
         path = tmp_path / "shared.db"
         with UserPanel.open(path, **settings()) as panel:
-            panel.security.set_password("u1", PASSWORD, context=context())
+            panel.security.set_password("u1", PASSWORD, auth=context())
         outcomes = run_workers(path, "password", workers=4, attempts=10, threshold=10)
         assert outcomes == Counter({"invalid": 10, "limited": 30})
         with UserPanel.open(path, **settings()) as panel:
@@ -144,7 +144,7 @@ class TestLockoutAcrossProcesses:
         """4 processes x 25 failures under a high threshold: the counter reaches exactly 100."""
         path = tmp_path / "shared.db"
         with UserPanel.open(path, **settings()) as panel:
-            panel.security.set_password("u1", PASSWORD, context=context())
+            panel.security.set_password("u1", PASSWORD, auth=context())
         outcomes = run_workers(path, "password", workers=4, attempts=25, threshold=1000)
         assert outcomes == Counter({"invalid": 100})
         with UserPanel.open(path, **settings()) as panel:
@@ -157,11 +157,11 @@ class TestTotpAcrossProcesses:
         """4 processes presenting the same code at once: exactly one is accepted."""
         path = tmp_path / "shared.db"
         with UserPanel.open(path, **settings()) as panel:
-            setup = panel.security.start_totp("u1", context=context(), account_name="ada")
+            setup = panel.security.start_totp("u1", auth=context(), account_name="ada")
             secret = TotpSecret.from_base32(setup.secret)
             totp = Totp()
             first = totp.code_for_step(secret, totp.time_step(T0) - 1)
-            panel.security.confirm_totp("u1", first, context=context())
+            panel.security.confirm_totp("u1", first, auth=context())
         current = totp.code_at(secret, T0)
         outcomes = run_workers(path, "totp", workers=4, attempts=1, threshold=10, code=current)
         assert outcomes == Counter({"ok": 1, "invalid": 3})

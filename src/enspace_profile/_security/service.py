@@ -320,16 +320,16 @@ class SecurityService:
         credentials.management.ensure_local(action)
 
     def _begin_change(
-        self, user_id: str, action: SensitiveAction, context: AuthContext
+        self, user_id: str, action: SensitiveAction, auth: AuthContext
     ) -> tuple[AccountCredentials, tuple[str, ...], datetime]:
         """Validate, refuse SSO accounts, require re-authentication; return the state read."""
         validate_user_id(user_id)
-        if not isinstance(context, AuthContext):
-            raise ValidationError.single("context", "invalid", "pass an AuthContext")
+        if not isinstance(auth, AuthContext):
+            raise ValidationError.single("auth", "invalid", "pass an AuthContext")
         credentials, names = self._read(user_id)
         self._ensure_local(credentials, action)
         now = self.clock.now()
-        self.reauth_policy.require(context, action, user_id=user_id, now=now)
+        self.reauth_policy.require(auth, action, user_id=user_id, now=now)
         return credentials, names, now
 
     def _lockout_events(
@@ -518,7 +518,7 @@ class SecurityService:
         user_id: str,
         password: str,
         *,
-        context: AuthContext,
+        auth: AuthContext,
         names: Sequence[str] = (),
     ) -> CredentialsChanged:
         """Set the first password of an account that has none (no current password needed).
@@ -526,7 +526,7 @@ class SecurityService:
         Args:
             user_id: The account.
             password: The new password.
-            context: The session's authentication (re-authentication rule
+            auth: The session's authentication (re-authentication rule
                 ``security.change_password``); at sign-up, the new session's.
             names: More words the password may not contain (e-mail address, user
                 name); the profile's first and last name are added automatically.
@@ -536,13 +536,13 @@ class SecurityService:
 
         Raises:
             ManagedExternallyError: for an SSO account (the refusal is audited).
-            ReauthenticationRequired: if ``context`` is not recent or strong enough.
+            ReauthenticationRequired: if ``auth`` is not recent or strong enough.
             PolicyError: ``password.already_set`` (use :meth:`change_password`).
             ValidationError: the policy's ``password.*`` codes, all at once.
             ConflictError: if the password was set concurrently.
         """
         action = SensitiveAction.CHANGE_PASSWORD
-        credentials, profile_names, now = self._begin_change(user_id, action, context)
+        credentials, profile_names, now = self._begin_change(user_id, action, auth)
         if credentials.has_password:
             raise PolicyError(
                 "a password is already set: change it instead", code="password.already_set"
@@ -588,7 +588,7 @@ class SecurityService:
         current_password: str,
         new_password: str,
         *,
-        context: AuthContext,
+        auth: AuthContext,
         names: Sequence[str] = (),
         sign_out_other_sessions: bool = True,
     ) -> CredentialsChanged:
@@ -603,7 +603,7 @@ class SecurityService:
             user_id: The account.
             current_password: The password now in use.
             new_password: The new password.
-            context: The session's authentication (``security.change_password``);
+            auth: The session's authentication (``security.change_password``);
                 its ``session_id`` is the session kept when signing out the others.
             names: More words the password may not contain (see :meth:`set_password`).
             sign_out_other_sessions: Sign out the user's other registered sessions
@@ -615,7 +615,7 @@ class SecurityService:
 
         Raises:
             ManagedExternallyError: for an SSO account (the refusal is audited).
-            ReauthenticationRequired: if ``context`` is not recent or strong enough.
+            ReauthenticationRequired: if ``auth`` is not recent or strong enough.
             PolicyError: ``password.not_set`` (use :meth:`set_password`).
             ValidationError: ``new_password.*`` policy codes and ``new_password.reused``,
                 all at once; ``current_password.invalid`` for non-text.
@@ -624,7 +624,7 @@ class SecurityService:
             ConflictError: if the password changed concurrently.
         """
         action = SensitiveAction.CHANGE_PASSWORD
-        credentials, profile_names, now = self._begin_change(user_id, action, context)
+        credentials, profile_names, now = self._begin_change(user_id, action, auth)
         stored_hash = credentials.password_hash
         if stored_hash is None:
             raise PolicyError("no password is set: set one first", code="password.not_set")
@@ -679,7 +679,7 @@ class SecurityService:
                 )
                 if sign_out_other_sessions:
                     revoked, events = self._revoke_others(
-                        tx, user_id, context.session_id, now, "password_changed"
+                        tx, user_id, auth.session_id, now, "password_changed"
                     )
                 events.insert(
                     0,
@@ -789,7 +789,7 @@ class SecurityService:
 
     # --------------------------------------------------------------------- TOTP
 
-    def start_totp(self, user_id: str, *, context: AuthContext, account_name: str) -> TotpSetup:
+    def start_totp(self, user_id: str, *, auth: AuthContext, account_name: str) -> TotpSetup:
         """Begin setting up an authenticator app: a new secret, pending until confirmed.
 
         Starting again replaces an unconfirmed secret; an enabled authenticator keeps
@@ -797,7 +797,7 @@ class SecurityService:
 
         Args:
             user_id: The account.
-            context: The session's authentication (``security.enable_two_factor``).
+            auth: The session's authentication (``security.enable_two_factor``).
             account_name: How the app labels the account (usually the e-mail address).
 
         Returns:
@@ -806,12 +806,12 @@ class SecurityService:
         Raises:
             ConfigurationError: without a ``key_ring``.
             ManagedExternallyError: for an SSO account (the refusal is audited).
-            ReauthenticationRequired: if ``context`` is not recent or strong enough.
+            ReauthenticationRequired: if ``auth`` is not recent or strong enough.
             ValidationError: ``account_name.*``.
         """
         ring = self._ring("two-factor authentication")
         action = SensitiveAction.ENABLE_TWO_FACTOR
-        _credentials, _names, now = self._begin_change(user_id, action, context)
+        _credentials, _names, now = self._begin_change(user_id, action, auth)
         secret = TotpSecret.generate(self.rng)
         uri = self.totp.provisioning_uri(secret, issuer=self.issuer, account_name=account_name)
         sealed = ring.seal(secret.value, aad=aad_for(user_id, *_TOTP_AAD)).to_bytes()
@@ -829,7 +829,7 @@ class SecurityService:
         user_id: str,
         code: str,
         *,
-        context: AuthContext,
+        auth: AuthContext,
         sign_out_other_sessions: bool = False,
     ) -> CredentialsChanged:
         """Enable two-factor authentication once the user typed a valid code from the app.
@@ -837,7 +837,7 @@ class SecurityService:
         Args:
             user_id: The account.
             code: A code from the authenticator app (spaces ignored).
-            context: The session's authentication (``security.enable_two_factor``).
+            auth: The session's authentication (``security.enable_two_factor``).
             sign_out_other_sessions: Also sign out the user's other registered sessions.
 
         Returns:
@@ -847,14 +847,14 @@ class SecurityService:
             ConfigurationError: without a ``key_ring``, or when the secret's key
                 is no longer in it.
             ManagedExternallyError: for an SSO account (the refusal is audited).
-            ReauthenticationRequired: if ``context`` is not recent or strong enough.
+            ReauthenticationRequired: if ``auth`` is not recent or strong enough.
             PolicyError: ``two_factor.nothing_pending`` (call :meth:`start_totp`).
             RateLimitedError: while the account is locked after failures.
             InvalidCredentialsError: if the code is wrong (counted as a failure).
         """
         ring = self._ring("two-factor authentication")
         action = SensitiveAction.ENABLE_TWO_FACTOR
-        _credentials, _names, now = self._begin_change(user_id, action, context)
+        _credentials, _names, now = self._begin_change(user_id, action, auth)
         events: list[AuditEvent] = []
         revoked: tuple[str, ...] = ()
         epoch = 0
@@ -886,7 +886,7 @@ class SecurityService:
                 epoch = stored.epoch
                 if sign_out_other_sessions:
                     revoked, events = self._revoke_others(
-                        tx, user_id, context.session_id, now, "two_factor_enabled"
+                        tx, user_id, auth.session_id, now, "two_factor_enabled"
                     )
                 events.insert(
                     0,
@@ -963,13 +963,13 @@ class SecurityService:
             raise InvalidCredentialsError("the code is incorrect")
 
     def disable_totp(
-        self, user_id: str, *, context: AuthContext, sign_out_other_sessions: bool = False
+        self, user_id: str, *, auth: AuthContext, sign_out_other_sessions: bool = False
     ) -> CredentialsChanged:
         """Turn two-factor authentication off (its recovery codes are deleted too).
 
         Args:
             user_id: The account.
-            context: The session's authentication (``security.disable_two_factor``).
+            auth: The session's authentication (``security.disable_two_factor``).
             sign_out_other_sessions: Also sign out the user's other registered sessions.
 
         Returns:
@@ -977,11 +977,11 @@ class SecurityService:
 
         Raises:
             ManagedExternallyError: for an SSO account (the refusal is audited).
-            ReauthenticationRequired: if ``context`` is not recent or strong enough.
+            ReauthenticationRequired: if ``auth`` is not recent or strong enough.
             PolicyError: ``two_factor.not_enabled``.
         """
         action = SensitiveAction.DISABLE_TWO_FACTOR
-        _credentials, _names, now = self._begin_change(user_id, action, context)
+        _credentials, _names, now = self._begin_change(user_id, action, auth)
         events: list[AuditEvent] = []
         revoked: tuple[str, ...] = ()
         with self.storage.transaction() as tx:
@@ -1004,7 +1004,7 @@ class SecurityService:
             )
             if sign_out_other_sessions:
                 revoked, events = self._revoke_others(
-                    tx, user_id, context.session_id, now, "two_factor_disabled"
+                    tx, user_id, auth.session_id, now, "two_factor_disabled"
                 )
             events.insert(
                 0,
@@ -1111,14 +1111,14 @@ class SecurityService:
 
     # ----------------------------------------------------------- recovery codes
 
-    def regenerate_recovery_codes(self, user_id: str, *, context: AuthContext) -> NewRecoveryCodes:
+    def regenerate_recovery_codes(self, user_id: str, *, auth: AuthContext) -> NewRecoveryCodes:
         """Generate a new set of recovery codes, pending until the user confirms saving them.
 
         The current codes keep working until :meth:`confirm_recovery_codes`.
 
         Args:
             user_id: The account (two-factor must be enabled).
-            context: The session's authentication
+            auth: The session's authentication
                 (``security.regenerate_recovery_codes``).
 
         Returns:
@@ -1127,12 +1127,12 @@ class SecurityService:
         Raises:
             ConfigurationError: without a ``recovery_pepper``.
             ManagedExternallyError: for an SSO account (the refusal is audited).
-            ReauthenticationRequired: if ``context`` is not recent or strong enough.
+            ReauthenticationRequired: if ``auth`` is not recent or strong enough.
             PolicyError: ``two_factor.not_enabled``.
         """
         hasher = self._recovery_hasher()
         action = SensitiveAction.REGENERATE_RECOVERY_CODES
-        credentials, _names, now = self._begin_change(user_id, action, context)
+        credentials, _names, now = self._begin_change(user_id, action, auth)
         if not credentials.two_factor_enabled:
             raise PolicyError(
                 "recovery codes need two-factor authentication", code="two_factor.not_enabled"
@@ -1152,21 +1152,21 @@ class SecurityService:
             self._store(tx, current, attrs.evolve(current, recovery=recovery))
         return NewRecoveryCodes(codes=pending.codes, generated_at=now)
 
-    def confirm_recovery_codes(self, user_id: str, *, context: AuthContext) -> None:
+    def confirm_recovery_codes(self, user_id: str, *, auth: AuthContext) -> None:
         """Make the pending recovery codes the active ones; the old codes stop working.
 
         Args:
             user_id: The account.
-            context: The session's authentication
+            auth: The session's authentication
                 (``security.regenerate_recovery_codes``).
 
         Raises:
             ManagedExternallyError: for an SSO account (the refusal is audited).
-            ReauthenticationRequired: if ``context`` is not recent or strong enough.
+            ReauthenticationRequired: if ``auth`` is not recent or strong enough.
             PolicyError: ``recovery_codes.nothing_pending``.
         """
         action = SensitiveAction.REGENERATE_RECOVERY_CODES
-        _credentials, _names, now = self._begin_change(user_id, action, context)
+        _credentials, _names, now = self._begin_change(user_id, action, auth)
         with self.storage.transaction() as tx:
             current = self._load(tx, user_id)
             current.management.ensure_local(action)
@@ -1358,24 +1358,24 @@ class SecurityService:
             found = self._sessions_repo(tx).list_for_user(user_id)
         return tuple(SessionInfo.of(s, current_session_id=current_session_id) for s in found)
 
-    def revoke_session(self, user_id: str, session_id: str, *, context: AuthContext) -> None:
+    def revoke_session(self, user_id: str, session_id: str, *, auth: AuthContext) -> None:
         """Sign one of the user's sessions out.
 
         Signing out another session is a sensitive action
         (``security.sign_out_other_sessions``); signing out the current one
-        (``context.session_id``) is not.
+        (``auth.session_id``) is not.
 
         Raises:
-            ReauthenticationRequired: for another session, if ``context`` is not recent.
+            ReauthenticationRequired: for another session, if ``auth`` is not recent.
             NotFoundError: ``session.not_found`` if the user has no such session.
             CapabilityError: if the storage has no session registry.
         """
         validate_user_id(user_id)
         session_id = clean_session_id(session_id)
         now = self.clock.now()
-        if session_id != context.session_id or context.user_id != user_id:
+        if session_id != auth.session_id or auth.user_id != user_id:
             self.reauth_policy.require(
-                context, SensitiveAction.SIGN_OUT_OTHER_SESSIONS, user_id=user_id, now=now
+                auth, SensitiveAction.SIGN_OUT_OTHER_SESSIONS, user_id=user_id, now=now
             )
         with self.storage.transaction() as tx:
             sessions = self._sessions_repo(tx)
@@ -1393,12 +1393,12 @@ class SecurityService:
             tx.audit.append(event)
         deliver(self.notifier, [event])
 
-    def revoke_other_sessions(self, user_id: str, *, context: AuthContext) -> tuple[str, ...]:
-        """Sign out everywhere except the current session (``context.session_id``).
+    def revoke_other_sessions(self, user_id: str, *, auth: AuthContext) -> tuple[str, ...]:
+        """Sign out everywhere except the current session (``auth.session_id``).
 
         Args:
             user_id: The account.
-            context: The session's authentication
+            auth: The session's authentication
                 (``security.sign_out_other_sessions``); without a ``session_id``,
                 every registered session is signed out.
 
@@ -1406,17 +1406,17 @@ class SecurityService:
             The ids of the sessions signed out.
 
         Raises:
-            ReauthenticationRequired: if ``context`` is not recent or strong enough.
+            ReauthenticationRequired: if ``auth`` is not recent or strong enough.
             CapabilityError: if the storage has no session registry.
         """
         validate_user_id(user_id)
         now = self.clock.now()
         self.reauth_policy.require(
-            context, SensitiveAction.SIGN_OUT_OTHER_SESSIONS, user_id=user_id, now=now
+            auth, SensitiveAction.SIGN_OUT_OTHER_SESSIONS, user_id=user_id, now=now
         )
         with self.storage.transaction() as tx:
             self._sessions_repo(tx)
-            revoked, events = self._revoke_others(tx, user_id, context.session_id, now, "user")
+            revoked, events = self._revoke_others(tx, user_id, auth.session_id, now, "user")
             self._commit_events(tx, events)
         deliver(self.notifier, events)
         return revoked
