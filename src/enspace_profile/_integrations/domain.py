@@ -21,7 +21,8 @@ from typing import Any, Final, Protocol
 import attrs
 
 from enspace_profile._crypto.keyring import SealedBox
-from enspace_profile._lab.domain import (
+from enspace_profile._random import RandomSource, new_id
+from enspace_profile._validation import (
     ErrorCollector,
     validate_aware_datetime,
     validate_https_url,
@@ -29,7 +30,6 @@ from enspace_profile._lab.domain import (
     validate_text,
     validate_user_id,
 )
-from enspace_profile._random import RandomSource, new_id
 from enspace_profile.exceptions import (
     AlreadyExistsError,
     NotFoundError,

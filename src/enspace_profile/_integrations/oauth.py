@@ -39,7 +39,8 @@ from enspace_profile._integrations.domain import (
     ProviderKind,
     validate_scope,
 )
-from enspace_profile._lab.domain import (
+from enspace_profile._random import RandomSource
+from enspace_profile._validation import (
     ErrorCollector,
     validate_aware_datetime,
     validate_https_url,
@@ -47,7 +48,6 @@ from enspace_profile._lab.domain import (
     validate_text,
     validate_user_id,
 )
-from enspace_profile._random import RandomSource
 from enspace_profile.exceptions import PolicyError, ValidationError
 
 __all__ = [

@@ -44,7 +44,6 @@ from enspace_profile._integrations.oauth import (
     state_digest,
     verify_state,
 )
-from enspace_profile._lab.domain import ErrorCollector
 from enspace_profile._random import RandomSource, new_id
 from enspace_profile._security.reauth import (
     DEFAULT_REAUTH_POLICY,
@@ -52,6 +51,7 @@ from enspace_profile._security.reauth import (
     ReauthPolicy,
     SensitiveAction,
 )
+from enspace_profile._validation import ErrorCollector
 from enspace_profile.exceptions import (
     ConfigurationError,
     ConflictError,

@@ -31,7 +31,6 @@ from enspace_profile._audit import AuditEvent, FieldChange, Notifier, deliver
 from enspace_profile._capability import repository
 from enspace_profile._clock import Clock
 from enspace_profile._lab.domain import (
-    ErrorCollector,
     FeatureState,
     LabFeature,
     LabRegistry,
@@ -44,10 +43,9 @@ from enspace_profile._lab.domain import (
     check_opt_out,
     dependants_of,
     evaluate,
-    validate_text,
-    validate_user_id,
 )
 from enspace_profile._random import RandomSource, new_id
+from enspace_profile._validation import ErrorCollector, validate_text, validate_user_id
 from enspace_profile.exceptions import NotFoundError, ValidationError
 from enspace_profile.typing import LabRepository, Storage, Transaction
 

@@ -16,6 +16,7 @@ import attrs
 from enspace_profile._audit import FieldChange, JSONValue
 from enspace_profile._profile.names import NamePolicy, display_name, initials, name_errors
 from enspace_profile._profile.themes import ThemePreference
+from enspace_profile._validation import validate_user_id
 from enspace_profile.exceptions import FieldError, ValidationError
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ __all__ = [
 
 #: The fields a Save may change, in the order the Profile tab shows them.
 EDITABLE_FIELDS: Final = ("picture", "first_name", "last_name", "language", "theme")
-
-_MAX_USER_ID = 255
 
 
 @attrs.frozen(kw_only=True)
@@ -94,23 +93,6 @@ class Profile:
     def initials(self) -> str:
         """The avatar's fallback text when there is no picture."""
         return initials(self.first_name, self.last_name)
-
-
-def validate_user_id(value: object, *, field: str = "user_id") -> str:
-    """Check a host-supplied user id: non-empty text, at most 255 characters, printable.
-
-    Ids are opaque: they are never normalised, only refused when unusable.
-
-    Raises:
-        ValidationError: ``user_id.invalid`` or ``user_id.too_long``.
-    """
-    if not isinstance(value, str) or not value or not value.isprintable() or value.isspace():
-        raise ValidationError.single(field, "invalid", "must be non-empty printable text")
-    if len(value) > _MAX_USER_ID:
-        raise ValidationError.single(
-            field, "too_long", f"must be at most {_MAX_USER_ID} characters", limit=_MAX_USER_ID
-        )
-    return value
 
 
 def theme_json(preference: ThemePreference) -> dict[str, Any]:

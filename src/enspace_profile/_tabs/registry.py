@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from enspace_profile._lab.domain import ErrorCollector, validate_slug, validate_text
+from enspace_profile._validation import ErrorCollector, validate_slug, validate_text
 from enspace_profile.exceptions import AlreadyExistsError, NotFoundError, ValidationError
 
 __all__ = [

@@ -22,7 +22,6 @@ from typing import Final, Protocol
 
 import attrs
 
-from enspace_profile._lab.domain import validate_user_id
 from enspace_profile._security.accounts import ManagedBy
 from enspace_profile._tabs.registry import (
     TAB_LAB,
@@ -33,6 +32,7 @@ from enspace_profile._tabs.registry import (
     TabRule,
     TabStatus,
 )
+from enspace_profile._validation import validate_user_id
 from enspace_profile.exceptions import ValidationError
 
 __all__ = [
