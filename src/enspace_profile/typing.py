@@ -261,9 +261,7 @@ class IntegrationRepository(Protocol):
         """Return the user's connection to this account at this provider, or ``None``."""
         ...
 
-    def list_for_user(
-        self, user_id: str, *, provider: str | None = None
-    ) -> Sequence[Connection]:
+    def list_for_user(self, user_id: str, *, provider: str | None = None) -> Sequence[Connection]:
         """Return the user's connections ordered by ``connected_at``, then ``id``.
 
         Args:
