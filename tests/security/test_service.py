@@ -146,9 +146,7 @@ def enable_totp(panel: UserPanel, clock: FixedClock, user_id: str = "u1") -> str
     setup = panel.security.start_totp(
         user_id, auth=ctx(clock, user_id), account_name="ada@example.com"
     )
-    panel.security.confirm_totp(
-        user_id, code(setup.secret, clock.now()), auth=ctx(clock, user_id)
-    )
+    panel.security.confirm_totp(user_id, code(setup.secret, clock.now()), auth=ctx(clock, user_id))
     clock.advance(seconds=30)  # the next code is a new time step
     return setup.secret
 
@@ -388,9 +386,7 @@ class TestSetPassword:
     def test_stale_session_must_reauthenticate(self, panel: UserPanel, clock: FixedClock) -> None:
         """Setting a password needs an authentication from the last ten minutes."""
         with pytest.raises(ReauthenticationRequired) as info:
-            panel.security.set_password(
-                "u1", PASSWORD, auth=ctx(clock, age=timedelta(minutes=11))
-            )
+            panel.security.set_password("u1", PASSWORD, auth=ctx(clock, age=timedelta(minutes=11)))
         assert info.value.action == SensitiveAction.CHANGE_PASSWORD
         assert info.value.max_age == timedelta(minutes=10)
         assert not panel.security.overview("u1").password.is_set
@@ -1127,9 +1123,7 @@ class TestReauthentication:
         SensitiveAction.REGENERATE_RECOVERY_CODES: lambda s, c: s.confirm_recovery_codes(
             "u1", auth=c
         ),
-        SensitiveAction.SIGN_OUT_OTHER_SESSIONS: lambda s, c: s.revoke_other_sessions(
-            "u1", auth=c
-        ),
+        SensitiveAction.SIGN_OUT_OTHER_SESSIONS: lambda s, c: s.revoke_other_sessions("u1", auth=c),
     }
 
     @pytest.mark.parametrize("action", list(OPERATIONS))
