@@ -1,7 +1,12 @@
 """One configured cattrs converter: domain objects to JSON-ready dicts and back.
 
 Datetimes become ISO 8601 strings in UTC, enums their values, frozensets sorted
-lists. Hosts use it for their HTTP APIs; adapters may use it for JSON columns.
+lists, bytes base64url text. Hosts use it for their HTTP APIs; adapters may use it
+for JSON columns.
+
+Fields hidden from ``repr`` (secrets, digests, credentials, code verifiers) are
+hidden from the converter too: they are never written out, so such objects do not
+round-trip and are not meant to cross an API boundary.
 
 >>> from datetime import datetime, UTC
 >>> from enspace_profile import FieldChange, AuditEvent, converter
@@ -17,11 +22,15 @@ True
 
 from __future__ import annotations
 
+import base64
 import enum
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import attrs
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from enspace_profile._audit import JSONValue
 from enspace_profile._clock import ensure_utc
@@ -45,6 +54,14 @@ def make_converter() -> cattrs.Converter:
     Hosts can register more hooks on their own copy without touching the shared one.
     """
     conv = cattrs.Converter()
+
+    def omit_hidden_fields(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+        hidden = {a.name: override(omit=True) for a in attrs.fields(cls) if a.repr is False}
+        return make_dict_unstructure_fn(cls, conv, **hidden)  # type: ignore[arg-type]
+
+    conv.register_unstructure_hook_factory(attrs.has, omit_hidden_fields)
+    conv.register_unstructure_hook(bytes, lambda b: base64.urlsafe_b64encode(b).decode())
+    conv.register_structure_hook(bytes, lambda v, _: base64.urlsafe_b64decode(v))
     conv.register_unstructure_hook(datetime, lambda d: ensure_utc(d).isoformat())
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_unstructure_hook_func(
