@@ -4,6 +4,7 @@ mypy checks this file (it is never run); an adapter drifting from a Protocol fai
 """
 
 from enspace_profile.stores.memory import MemoryStorage, MemoryTransaction
+from enspace_profile.stores.postgres import PostgresStorage, PostgresTransaction
 from enspace_profile.stores.sqlite import SQLiteStorage, SQLiteTransaction
 from enspace_profile.typing import (
     AuditLog,
@@ -104,3 +105,27 @@ def sqlite_tokens(storage: SQLiteStorage, tx: SQLiteTransaction) -> None:
     r: TokenRepository = tx.tokens
     lookup: SupportsTokenLookup = storage
     del s, r, lookup
+
+
+def postgres(storage: PostgresStorage, tx: PostgresTransaction) -> None:
+    s: Storage = storage
+    t: Transaction = tx
+    lookup: SupportsTokenLookup = storage
+    b: SupportsBlobs = tx
+    p: ProfileRepository = tx.profiles
+    a: AuditLog = tx.audit
+    r: BlobRepository = tx.blobs
+    tk: TokenRepository = tx.tokens
+    c: CredentialRepository = tx.credentials
+    th: ThrottleRepository = tx.throttle
+    se: SessionRepository = tx.sessions
+    lb: LabRepository = tx.lab
+    ig: IntegrationRepository = tx.integrations
+    has_tokens: SupportsTokens = tx
+    has_credentials: SupportsCredentials = tx
+    has_throttle: SupportsThrottle = tx
+    has_sessions: SupportsSessions = tx
+    has_lab: SupportsLab = tx
+    has_integrations: SupportsIntegrations = tx
+    del s, t, lookup, b, p, a, r, tk, c, th, se, lb, ig
+    del has_tokens, has_credentials, has_throttle, has_sessions, has_lab, has_integrations

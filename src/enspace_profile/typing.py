@@ -15,7 +15,8 @@ checks them):
 * A transaction commits when its ``with`` block exits normally and rolls back on any
   exception; nothing written inside a rolled-back transaction is visible afterwards.
 * Write transactions are serialisable with respect to each other (SQLite: one writer
-  at a time; memory: one lock).
+  at a time; memory: one lock; PostgreSQL: a write transaction locks the rows, and
+  the user's sets of rows, that it reads).
 * Driver errors never escape: duplicates become
   :class:`~enspace_profile.exceptions.AlreadyExistsError`, stale versions
   :class:`~enspace_profile.exceptions.ConflictError`, anything else
