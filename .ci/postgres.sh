@@ -48,6 +48,8 @@ start_postgres() {
     export ENSPACE_PG_TMP
     trap stop_postgres EXIT
     if [ "$(id -u)" -eq 0 ]; then
+        # Binaries without the package's system user (e.g. copied in): create the user.
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
         chown postgres: "$ENSPACE_PG_TMP"
     fi
     _pg_as_owner "$bindir/initdb" -D "$ENSPACE_PG_TMP/data" -U postgres --auth=trust \
