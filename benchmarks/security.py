@@ -302,9 +302,9 @@ def service_totp(label: str, storage: object, now: object, repeat: int) -> None:
         key_ring=KeyRing.generate(SystemRandom(), "k1"),
     )
     context = AuthContext(user_id="u1", authenticated_at=clock.now(), factors={"password"})
-    setup = panel.security.start_totp("u1", context=context, account_name="bench")
+    setup = panel.security.start_totp("u1", auth=context, account_name="bench")
     secret = TotpSecret.from_base32(setup.secret)
-    panel.security.confirm_totp("u1", totp.code_at(secret, clock.now()), context=context)
+    panel.security.confirm_totp("u1", totp.code_at(secret, clock.now()), auth=context)
 
     def verify_next() -> None:
         clock.advance(timedelta(seconds=30))  # a fresh step each time: replays are refused
