@@ -75,7 +75,8 @@ class UserPanel:
         disconnect_policy: Decides whether an integration may be removed (default:
             never the user's last way to sign in).
         sign_in_methods: Tells, for a user id, how many ways to sign in the user has
-            outside the Integrations tab (default: assume none).
+            outside the Integrations tab (default: the Security tab's count: a local
+            password or an SSO-managed account).
         lab: The lab features offered in the Lab tab (default: none, so the Lab
             tab is hidden).
         lab_cache: How ``panel.lab.is_enabled`` caches (default: re-read the
@@ -204,7 +205,9 @@ class UserPanel:
             key_ring=key_ring,
             reauth_policy=self.reauth_policy,
             disconnect_policy=disconnect_policy or LastSignInMethodPolicy(),
-            sign_in_methods=sign_in_methods,
+            sign_in_methods=self.security.sign_in_methods
+            if sign_in_methods is None
+            else sign_in_methods,
             notifier=notifier,
         )
 

@@ -875,6 +875,26 @@ class TestDisconnect:
         assert info.value.code == "integrations.last_sign_in_method"
         assert panel.integrations.read_credentials("u1", conn.id).credentials.access_token == ACCESS
 
+    def test_a_password_from_the_security_tab_counts(self, clock: FixedClock) -> None:
+        """By default the panel asks the Security tab: a user with a password may disconnect."""
+        from enspace_profile import Argon2idHasher, PasswordHash
+
+        storage = MemoryStorage()
+        panel = UserPanel(
+            storage=storage,
+            clock=clock,
+            rng=SeededRandom(7),
+            key_ring=KeyRing.generate(SeededRandom(1), "k1"),
+            providers=catalog(),
+            password_hash=PasswordHash([Argon2idHasher(memory_cost=1024, iterations=1)]),
+        )
+        conn = connect_github(panel)
+        assert panel.security.sign_in_methods("u1") == 0
+        panel.security.set_password("u1", "correct horse battery staple", auth=auth())
+        assert panel.security.sign_in_methods("u1") == 1
+        panel.integrations.disconnect("u1", conn.id, auth=auth())
+        assert panel.integrations.list("u1") == []
+
     @pytest.mark.parametrize(
         "setup",
         ["password_given", "callback", "second_github", "gitlab", "revoked"],

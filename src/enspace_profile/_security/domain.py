@@ -129,6 +129,17 @@ class AccountCredentials:
         return self.password_hash is not None
 
     @property
+    def sign_in_methods(self) -> int:
+        """How many ways this account signs in outside integrations.
+
+        A managed account signs in through its identity provider; a local one with
+        its password, if it has one.
+        """
+        if not self.management.is_local:
+            return 1
+        return 1 if self.has_password else 0
+
+    @property
     def two_factor_enabled(self) -> bool:
         """Whether a confirmed authenticator is enabled."""
         return self.totp is not None

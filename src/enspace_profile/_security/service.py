@@ -1440,6 +1440,22 @@ class SecurityService:
             stored = credentials.get(user_id)
         return None if stored is None else stored.management.managed_by
 
+    def sign_in_methods(self, user_id: str) -> int:
+        """Return how many ways the user signs in outside integrations (password or SSO).
+
+        The panel hands this to the Integrations tab, so disconnecting the last
+        sign-in integration of a user without a password is refused. Storage without
+        a credential repository knows of none: 0.
+
+        Raises:
+            ValidationError: ``user_id.*``.
+        """
+        validate_user_id(user_id)
+        with self.storage.transaction(write=False) as tx:
+            credentials: CredentialRepository | None = optional_repository(tx, "credentials")
+            stored = None if credentials is None else credentials.get(user_id)
+        return 0 if stored is None else stored.sign_in_methods
+
     def credentials_epoch(self, user_id: str) -> int:
         """Return the account's credentials epoch (0 before any credential change).
 
