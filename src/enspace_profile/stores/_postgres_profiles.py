@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
@@ -10,10 +9,10 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from enspace_profile._audit import AuditEvent, FieldChange
-from enspace_profile._profile.domain import PictureRef, Profile
-from enspace_profile._profile.themes import ThemeMode, ThemePreference
+from enspace_profile._profile.domain import Profile
 from enspace_profile.exceptions import AlreadyExistsError, ConflictError, NotFoundError
 from enspace_profile.stores._postgres_base import Repo
+from enspace_profile.stores._rows import PROFILE_COLUMNS, content_values, profile_from_row
 from enspace_profile.typing import Blob
 
 __all__ = [
@@ -23,7 +22,6 @@ __all__ = [
     "PostgresProfiles",
     "audit_values",
     "event_from_row",
-    "profile_from_row",
     "profile_values",
 ]
 
@@ -73,11 +71,6 @@ PROFILES_MIGRATION: Final = (
 )
 """Schema migration 1: profiles, the audit log and blobs."""
 
-PROFILE_COLUMNS: Final = (
-    "user_id, first_name, last_name, language, theme_mode, theme_day, theme_night, "
-    "picture_sha256, picture_media_type, picture_width, picture_height, picture_size, "
-    "created_at, updated_at, version"
-)
 _SELECT_PROFILE: Final = f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE user_id = %s"  # noqa: S608 - constant
 INSERT_PROFILE: Final = (
     f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES ({', '.join(['%s'] * 15)})"  # noqa: S608 - constant
@@ -94,54 +87,9 @@ INSERT_EVENT: Final = (
 )
 
 
-@functools.lru_cache(maxsize=512)
-def _theme(mode: str, day: str, night: str | None) -> ThemePreference:
-    """Rebuild a stored preference; immutable, so equal rows share one object."""
-    return ThemePreference(mode=ThemeMode(mode), day=day, night=night)
-
-
-def profile_from_row(row: Sequence[Any]) -> Profile:
-    """Build a :class:`Profile` from a ``profiles`` row (columns as ``PROFILE_COLUMNS``)."""
-    picture = None
-    if row[7] is not None:
-        picture = PictureRef(
-            sha256=row[7], media_type=row[8], width=row[9], height=row[10], size=row[11]
-        )
-    return Profile(
-        user_id=row[0],
-        first_name=row[1],
-        last_name=row[2],
-        language=row[3],
-        theme=_theme(row[4], row[5], row[6]),
-        picture=picture,
-        created_at=row[12],
-        updated_at=row[13],
-        version=row[14],
-    )
-
-
-def _content_values(p: Profile) -> tuple[Any, ...]:
-    """Columns ``first_name`` .. ``picture_size`` of ``p``."""
-    picture = p.picture
-    theme = p.theme
-    return (
-        p.first_name,
-        p.last_name,
-        p.language,
-        theme.mode.value,
-        theme.day,
-        theme.night,
-        None if picture is None else picture.sha256,
-        None if picture is None else picture.media_type,
-        None if picture is None else picture.width,
-        None if picture is None else picture.height,
-        None if picture is None else picture.size,
-    )
-
-
 def profile_values(p: Profile) -> tuple[Any, ...]:
     """The values of ``PROFILE_COLUMNS`` for ``p``."""
-    return (p.user_id, *_content_values(p), p.created_at, p.updated_at, p.version)
+    return (p.user_id, *content_values(p), p.created_at, p.updated_at, p.version)
 
 
 class PostgresProfiles(Repo):
@@ -155,7 +103,7 @@ class PostgresProfiles(Repo):
 
     def get(self, user_id: str) -> Profile | None:
         row = self._unit.execute(_SELECT_PROFILE + self._for_update, (user_id,)).fetchone()
-        return None if row is None else profile_from_row(row)
+        return None if row is None else profile_from_row(row, _same)
 
     def add(self, profile: Profile) -> None:
         self._check_writable()
@@ -170,7 +118,7 @@ class PostgresProfiles(Repo):
         p = profile
         cursor = self._unit.execute(
             _UPDATE_PROFILE,
-            (*_content_values(p), p.updated_at, p.version, p.user_id, expected_version),
+            (*content_values(p), p.updated_at, p.version, p.user_id, expected_version),
         )
         if cursor.rowcount == 1:
             return
@@ -305,3 +253,8 @@ class PostgresBlobs(Repo):
             (sha256,),
         ).fetchone()
         return 0 if row is None else int(row[0])
+
+
+def _same(value: Any) -> Any:
+    """Psycopg already returns aware datetimes for ``timestamptz`` columns."""
+    return value

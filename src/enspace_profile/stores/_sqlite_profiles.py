@@ -2,69 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from enspace_profile._audit import AuditEvent, FieldChange
-from enspace_profile._profile.domain import PictureRef, Profile
-from enspace_profile._profile.themes import ThemeMode, ThemePreference
+from enspace_profile._profile.domain import Profile
 from enspace_profile.exceptions import AlreadyExistsError, ConflictError, NotFoundError
+from enspace_profile.stores._rows import PROFILE_COLUMNS, content_values, profile_from_row
 from enspace_profile.stores._sqlite_base import Repo, dump_json, from_iso, load_json, to_iso
 from enspace_profile.typing import Blob
 
 __all__ = ["SQLiteAudit", "SQLiteBlobs", "SQLiteProfiles"]
 
-_PROFILE_COLUMNS = (
-    "user_id, first_name, last_name, language, theme_mode, theme_day, theme_night, "
-    "picture_sha256, picture_media_type, picture_width, picture_height, picture_size, "
-    "created_at, updated_at, version"
-)
-_SELECT_PROFILE = f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE user_id = ?"  # noqa: S608 - constant
-_INSERT_PROFILE = f"INSERT INTO profiles ({_PROFILE_COLUMNS}) VALUES ({', '.join('?' * 15)})"  # noqa: S608
+_SELECT_PROFILE = f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE user_id = ?"  # noqa: S608 - constant
+_INSERT_PROFILE = f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES ({', '.join('?' * 15)})"  # noqa: S608
 _UPDATE_PROFILE = (
     "UPDATE profiles SET first_name = ?, last_name = ?, language = ?, "
     "theme_mode = ?, theme_day = ?, theme_night = ?, "
     "picture_sha256 = ?, picture_media_type = ?, picture_width = ?, picture_height = ?, "
     "picture_size = ?, updated_at = ?, version = ? WHERE user_id = ? AND version = ?"
 )
-
-
-@functools.lru_cache(maxsize=512)
-def _theme(mode: str, day: str, night: str | None) -> ThemePreference:
-    """Rebuild a stored preference; immutable, so equal rows share one object."""
-    return ThemePreference(mode=ThemeMode(mode), day=day, night=night)
-
-
-def profile_from_row(row: Sequence[Any]) -> Profile:
-    """Build a :class:`Profile` from a ``profiles`` row (columns as ``_PROFILE_COLUMNS``)."""
-    picture = None
-    if row[7] is not None:
-        picture = PictureRef(
-            sha256=row[7], media_type=row[8], width=row[9], height=row[10], size=row[11]
-        )
-    return Profile(
-        user_id=row[0],
-        first_name=row[1],
-        last_name=row[2],
-        language=row[3],
-        theme=_theme(row[4], row[5], row[6]),
-        picture=picture,
-        created_at=from_iso(row[12]),
-        updated_at=from_iso(row[13]),
-        version=row[14],
-    )
-
-
-def _theme_columns(theme: ThemePreference) -> tuple[str, str, str | None]:
-    return (theme.mode.value, theme.day, theme.night)
-
-
-def _picture_columns(picture: PictureRef | None) -> tuple[Any, ...]:
-    if picture is None:
-        return (None, None, None, None, None)
-    return (picture.sha256, picture.media_type, picture.width, picture.height, picture.size)
 
 
 class SQLiteProfiles(Repo):
@@ -74,7 +32,7 @@ class SQLiteProfiles(Repo):
 
     def get(self, user_id: str) -> Profile | None:
         row = self._conn.execute(_SELECT_PROFILE, (user_id,)).fetchone()
-        return None if row is None else profile_from_row(row)
+        return None if row is None else profile_from_row(row, from_iso)
 
     def add(self, profile: Profile) -> None:
         self._check_writable()
@@ -84,11 +42,7 @@ class SQLiteProfiles(Repo):
                 _INSERT_PROFILE,
                 (
                     p.user_id,
-                    p.first_name,
-                    p.last_name,
-                    p.language,
-                    *_theme_columns(p.theme),
-                    *_picture_columns(p.picture),
+                    *content_values(p),
                     to_iso(p.created_at),
                     to_iso(p.updated_at),
                     p.version,
@@ -102,17 +56,7 @@ class SQLiteProfiles(Repo):
         p = profile
         cursor = self._conn.execute(
             _UPDATE_PROFILE,
-            (
-                p.first_name,
-                p.last_name,
-                p.language,
-                *_theme_columns(p.theme),
-                *_picture_columns(p.picture),
-                to_iso(p.updated_at),
-                p.version,
-                p.user_id,
-                expected_version,
-            ),
+            (*content_values(p), to_iso(p.updated_at), p.version, p.user_id, expected_version),
         )
         if cursor.rowcount == 1:
             return
