@@ -43,8 +43,9 @@ from enspace_profile.stores._postgres_security import (
     throttle_values,
 )
 from enspace_profile.stores._postgres_tokens import INSERT_TOKEN, token_values
+from enspace_profile.stores._rows import event_from_row
+from enspace_profile.stores._sqlite_base import from_iso, load_json
 from enspace_profile.stores._sqlite_integrations import pending_from_row
-from enspace_profile.stores._sqlite_profiles import event_from_row
 from enspace_profile.stores.sqlite import SQLiteStorage, SQLiteTransaction
 
 __all__ = ["ImportReport", "copy_sqlite"]
@@ -125,7 +126,7 @@ def _events(tx: SQLiteTransaction) -> Iterator[tuple[Any, ...]]:
         "FROM audit_events ORDER BY seq"
     )
     for row in cursor:
-        yield audit_values(event_from_row(row))
+        yield audit_values(event_from_row(row, from_iso, load_json))
 
 
 def _blobs(tx: SQLiteTransaction) -> Iterator[tuple[Any, ...]]:

@@ -8,11 +8,16 @@ from typing import Any, Final
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from enspace_profile._audit import AuditEvent, FieldChange
+from enspace_profile._audit import AuditEvent
 from enspace_profile._profile.domain import Profile
 from enspace_profile.exceptions import AlreadyExistsError, ConflictError, NotFoundError
 from enspace_profile.stores._postgres_base import Repo
-from enspace_profile.stores._rows import PROFILE_COLUMNS, content_values, profile_from_row
+from enspace_profile.stores._rows import (
+    PROFILE_COLUMNS,
+    content_values,
+    event_from_row,
+    profile_from_row,
+)
 from enspace_profile.typing import Blob
 
 __all__ = [
@@ -21,7 +26,6 @@ __all__ = [
     "PostgresBlobs",
     "PostgresProfiles",
     "audit_values",
-    "event_from_row",
     "profile_values",
 ]
 
@@ -137,21 +141,6 @@ class PostgresProfiles(Repo):
         return cursor.rowcount > 0
 
 
-def event_from_row(row: Sequence[Any]) -> AuditEvent:
-    """Build an :class:`AuditEvent` from an ``audit_events`` row (``AUDIT_COLUMNS``)."""
-    return AuditEvent(
-        id=row[0],
-        user_id=row[1],
-        kind=row[2],
-        at=row[3],
-        actor=row[4],
-        subject=row[5],
-        version=row[6],
-        changes=tuple(FieldChange(field=f, old=o, new=n) for f, o, n in row[7]),
-        details=row[8],
-    )
-
-
 def audit_values(e: AuditEvent) -> tuple[Any, ...]:
     """The values of ``AUDIT_COLUMNS`` for ``e``."""
     return (
@@ -217,7 +206,7 @@ class PostgresAudit(Repo):
             params.append(wanted)
         sql += " ORDER BY seq DESC LIMIT %s" if newest_first else " ORDER BY seq LIMIT %s"
         params.append(None if limit is None else max(limit, 0))
-        return [event_from_row(r) for r in self._unit.execute(sql, params).fetchall()]
+        return [event_from_row(r, _same, _same) for r in self._unit.execute(sql, params).fetchall()]
 
 
 class PostgresBlobs(Repo):

@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from enspace_profile._audit import AuditEvent, FieldChange
 from enspace_profile._profile.domain import PictureRef, Profile
 from enspace_profile._profile.themes import ThemeMode, ThemePreference
 
-__all__ = ["PROFILE_COLUMNS", "content_values", "profile_from_row"]
+__all__ = ["PROFILE_COLUMNS", "content_values", "event_from_row", "profile_from_row"]
 
 #: The ``profiles`` columns, in the order both adapters select and insert them.
 PROFILE_COLUMNS: Final = (
@@ -67,4 +68,26 @@ def content_values(p: Profile) -> tuple[Any, ...]:
         None if picture is None else picture.width,
         None if picture is None else picture.height,
         None if picture is None else picture.size,
+    )
+
+
+def event_from_row(
+    row: Sequence[Any],
+    read_time: Callable[[Any], datetime],
+    read_json: Callable[[Any], Any],
+) -> AuditEvent:
+    """Build an :class:`AuditEvent` from an ``audit_events`` row.
+
+    Columns: id, user_id, kind, at, actor, subject, version, changes, details.
+    """
+    return AuditEvent(
+        id=row[0],
+        user_id=row[1],
+        kind=row[2],
+        at=read_time(row[3]),
+        actor=row[4],
+        subject=row[5],
+        version=row[6],
+        changes=tuple(FieldChange(field=f, old=o, new=n) for f, o, n in read_json(row[7])),
+        details=read_json(row[8]),
     )

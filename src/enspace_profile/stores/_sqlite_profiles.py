@@ -6,10 +6,15 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from enspace_profile._audit import AuditEvent, FieldChange
+from enspace_profile._audit import AuditEvent
 from enspace_profile._profile.domain import Profile
 from enspace_profile.exceptions import AlreadyExistsError, ConflictError, NotFoundError
-from enspace_profile.stores._rows import PROFILE_COLUMNS, content_values, profile_from_row
+from enspace_profile.stores._rows import (
+    PROFILE_COLUMNS,
+    content_values,
+    event_from_row,
+    profile_from_row,
+)
 from enspace_profile.stores._sqlite_base import Repo, dump_json, from_iso, load_json, to_iso
 from enspace_profile.typing import Blob
 
@@ -77,21 +82,6 @@ class SQLiteProfiles(Repo):
 _AUDIT_COLUMNS = "id, user_id, kind, at, actor, subject, version, changes, details"
 
 
-def event_from_row(row: Sequence[Any]) -> AuditEvent:
-    """Build an :class:`AuditEvent` from an ``audit_events`` row."""
-    return AuditEvent(
-        id=row[0],
-        user_id=row[1],
-        kind=row[2],
-        at=from_iso(row[3]),
-        actor=row[4],
-        subject=row[5],
-        version=row[6],
-        changes=tuple(FieldChange(field=f, old=o, new=n) for f, o, n in load_json(row[7])),
-        details=load_json(row[8]),
-    )
-
-
 class SQLiteAudit(Repo):
     """The ``audit_events`` table (implements ``AuditLog``)."""
 
@@ -138,7 +128,7 @@ class SQLiteAudit(Repo):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(limit, 0))
-        return [event_from_row(r) for r in self._conn.execute(sql, params)]
+        return [event_from_row(r, from_iso, load_json) for r in self._conn.execute(sql, params)]
 
 
 class SQLiteBlobs(Repo):
